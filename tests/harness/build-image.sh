@@ -47,7 +47,6 @@ chroot "$root" apt-get clean
 
 tar -C "$root" -c . | docker import \
   --change 'ENV container=docker' \
-  --change 'STOPSIGNAL SIGRTMIN+3' \
   --change 'CMD ["/lib/systemd/systemd"]' \
   --platform "linux/$arch" - "$image" >/dev/null
 echo "build-image: $image built in $(( $(date +%s) - start ))s"

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Idempotent test harness for selfhost.immich on a machine with no registry access:
+#   1. Debian packages (docker.io, qemu-user-static, binfmt-support, debootstrap, ...)
+#   2. binfmt_misc mounted and qemu-aarch64 enabled (arm64 containers run under emulation)
+#   3. a dockerd answering on /var/run/docker.sock (started here only if none answers; see teardown.sh)
+#   4. the Python venv from requirements.txt (.venv/, rebuilt when requirements.txt changes)
+#   5. local Debian systemd base images (debootstrap + docker import), reused when present
+#   6. .collections/ansible_collections/selfhost/immich -> this checkout
+# Environment: SELFHOST_TEST_SUITES (default "bookworm"), SELFHOST_TEST_ARCHES (default "arm64 amd64").
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+state_dir=${SELFHOST_STATE_DIR:-/var/tmp/selfhost-immich}
+mkdir -p "$state_dir"
+log() { printf '[harness %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+t0=$(date +%s)
+
+# 1. Debian packages --------------------------------------------------------------------------
+packages=(docker.io qemu-user-static binfmt-support debootstrap iproute2 e2fsprogs openssh-client sshpass curl)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. binfmt_misc + qemu-aarch64 ----------------------------------------------------------------
+if [[ -z "$(ls -A /proc/sys/fs/binfmt_misc 2>/dev/null)" ]]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] || ! grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64; then
+  update-binfmts --enable qemu-aarch64
+fi
+grep -q '^flags: .*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 || {
+  echo "qemu-aarch64 binfmt lacks the F flag: containers could not find the interpreter" >&2; exit 1; }
+
+# 3. dockerd ------------------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd (stopped again by tests/harness/teardown.sh)"
+  nohup dockerd >"$state_dir/dockerd.log" 2>&1 &
+  echo $! >"$state_dir/dockerd.pid"
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { tail -20 "$state_dir/dockerd.log" >&2; exit 1; }
+fi
+
+# 4. Python venv --------------------------------------------------------------------------------
+venv=${SELFHOST_VENV:-$repo/.venv}
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum "$repo/requirements.txt" | cut -d' ' -f1)
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  log "creating the Python venv $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$repo/requirements.txt" 2>&1 | grep -v "^WARNING: Location" || true
+  "$venv/bin/python" -c "import ansible, molecule, testinfra, requests, jmespath, openapi_core" 
+  echo "$want" >"$stamp"
+fi
+
+# 5. base images --------------------------------------------------------------------------------
+pids=()
+for suite in ${SELFHOST_TEST_SUITES:-bookworm}; do
+  for arch in ${SELFHOST_TEST_ARCHES:-arm64 amd64}; do
+    "$here/build-image.sh" "$suite" "$arch" &
+    pids+=($!)
+  done
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+
+# 6. collection path ----------------------------------------------------------------------------
+mkdir -p "$repo/.collections/ansible_collections/selfhost"
+ln -sfn ../../.. "$repo/.collections/ansible_collections/selfhost/immich"
+
+log "ready in $(( $(date +%s) - t0 ))s"

@@ -1,0 +1,84 @@
+"""The docker role's deb822 repository file, rendered with the role's own task vars for each target.
+
+Docker's repository is unreachable here, so Molecule exercises the distro path; this renders the
+official path's .sources file exactly as the role would (its task vars, its vars/main.yml, its template)
+for every supported distribution/architecture and checks what apt will read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+ROLE = Path(__file__).resolve().parents[3] / "roles" / "docker"
+
+
+def _load(path: Path):
+    # ansible-core 2.19 templates only trusted strings: mark the role's own files as such.
+    return _trust(yaml.safe_load(path.read_text()))
+
+
+def _trust(value):
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {k: _trust(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_trust(v) for v in value]
+    return value
+
+
+def _render(facts: dict, **overrides) -> str:
+    defaults = _load(ROLE / "defaults" / "main.yml")
+    role_vars = _load(ROLE / "vars" / "main.yml")
+    tasks = _load(ROLE / "tasks" / "official.yml")
+    repo_task = next(t for t in tasks if "docker.sources.j2" in str(t.get("ansible.builtin.template", {})))
+    variables = {**defaults, **role_vars, **overrides, "ansible_facts": facts}
+    templar = Templar(loader=DataLoader(), variables=variables)
+    variables.update({k: templar.template(v) for k, v in repo_task["vars"].items()})
+    templar = Templar(loader=DataLoader(), variables=variables)
+    return templar.template(trust_as_template((ROLE / "templates" / "docker.sources.j2").read_text()))
+
+
+def _fields(text: str) -> dict:
+    return dict(line.split(": ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize(
+    ("distribution", "release", "arch", "uri", "apt_arch"),
+    [
+        ("Ubuntu", "jammy", "aarch64", "https://download.docker.com/linux/ubuntu", "arm64"),
+        ("Ubuntu", "noble", "aarch64", "https://download.docker.com/linux/ubuntu", "arm64"),
+        ("Debian", "bookworm", "aarch64", "https://download.docker.com/linux/debian", "arm64"),
+        ("Debian", "trixie", "x86_64", "https://download.docker.com/linux/debian", "amd64"),
+    ],
+)
+def test_sources_file_per_target(distribution, release, arch, uri, apt_arch):
+    facts = {"distribution": distribution, "distribution_release": release, "architecture": arch}
+    text = _render(facts)
+    assert text.startswith("# Managed by selfhost.immich")
+    assert _fields(text) == {
+        "Types": "deb",
+        "URIs": uri,
+        "Suites": release,
+        "Components": "stable",
+        "Architectures": apt_arch,
+        "Signed-By": "/etc/apt/keyrings/docker.asc",
+    }
+
+
+def test_mirror_and_channel_are_variables():
+    facts = {"distribution": "Debian", "distribution_release": "trixie", "architecture": "aarch64"}
+    fields = _fields(_render(facts, docker_apt_repo_url="http://mirror.lab/docker", docker_apt_channel="test"))
+    assert fields["URIs"] == "http://mirror.lab/docker/debian"
+    assert fields["Components"] == "test"
+
+
+def test_key_url_follows_the_distribution():
+    defaults = _load(ROLE / "defaults" / "main.yml")
+    templar = Templar(loader=DataLoader(), variables={**defaults, "ansible_facts": {"distribution": "Ubuntu"}})
+    assert templar.template(defaults["docker_apt_key_url"]) == "https://download.docker.com/linux/ubuntu/gpg"
