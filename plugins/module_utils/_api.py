@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: selfhost.immich contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Shared HTTP plumbing for the vendor API clients (_hetzner.py, _runpod.py).
@@ -61,7 +60,7 @@ class ApiClient(object):
         self.session = session or requests.Session()
         self.sleep = sleep
         self.headers = {
-            "Authorization": "Bearer %s" % token,
+            "Authorization": f"Bearer {token}",
             "Accept": "application/json",
             "User-Agent": user_agent,
         }
@@ -91,7 +90,7 @@ class ApiClient(object):
                 if self._may_retry(attempt, started):
                     self.sleep(self._delay(attempt, None))
                     continue
-                raise ApiError("%s %s failed: cannot reach %s: %s" % (method, path, self.vendor, exc))
+                raise ApiError(f"{method} {path} failed: cannot reach {self.vendor}: {exc}") from exc
             status = response.status_code
             if status in RETRY_STATUSES and self._may_retry(attempt, started):
                 self.sleep(self._delay(attempt, response.headers.get("Retry-After")))
@@ -106,8 +105,8 @@ class ApiClient(object):
                 if status in (401, 403):
                     hint = " (check the API token and its permissions)"
                 elif status in RETRY_STATUSES:
-                    hint = " (gave up after %d attempts)" % attempt
-                raise ApiError("%s %s failed: %s: %s%s" % (method, path, label, message, hint),
+                    hint = f" (gave up after {attempt} attempts)"
+                raise ApiError(f"{method} {path} failed: {label}: {message}{hint}",
                                status=status, code=code, body=parsed)
             return _decode(response)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build a local Debian systemd base image for Molecule with debootstrap + docker import.
+# Build a local Debian systemd base image for Molecule with debootstrap + a FROM-scratch docker build.
 # No registry is reachable here, so every platform image is made from Debian's packages.
 # Usage: build-image.sh SUITE ARCH   (e.g. bookworm arm64)  -> image selfhost-immich/debian:SUITE-ARCH
 # Reuses an existing image unless FORCE=1.
@@ -12,7 +12,8 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 cache_dir=${IMAGE_CACHE_DIR:-/var/cache/selfhost-immich/debootstrap/${suite}-${arch}}
 
-if [[ "${FORCE:-0}" != 1 ]] && docker image inspect "$image" >/dev/null 2>&1; then
+if [[ "${FORCE:-0}" != 1 ]] \
+   && [[ "$(docker image inspect "$image" --format '{{.Architecture}}' 2>/dev/null)" == "$arch" ]]; then
   echo "build-image: $image present, reused"
   exit 0
 fi
@@ -45,8 +46,20 @@ rm -f "$root/var/lib/dbus/machine-id"
 chroot "$root" apt-get update -q >/dev/null
 chroot "$root" apt-get clean
 
-tar -C "$root" -c . | docker import \
-  --change 'ENV container=docker' \
-  --change 'CMD ["/lib/systemd/systemd"]' \
-  --platform "linux/$arch" - "$image" >/dev/null
+# `docker import --platform` is ignored by docker.io 20.10 (the image would claim amd64), so the rootfs
+# goes into a FROM-scratch build, which records the architecture and the stop signal systemd wants.
+ctx=$(mktemp -d "/var/tmp/ctx-${suite}-${arch}.XXXXXX")
+trap 'rm -rf "$root" "$ctx"' EXIT
+tar -C "$root" -cf "$ctx/rootfs.tar" .
+cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+ADD rootfs.tar /
+ENV container=docker
+STOPSIGNAL SIGRTMIN+3
+CMD ["/lib/systemd/systemd"]
+DOCKERFILE
+DOCKER_BUILDKIT=0 docker build -q --platform "linux/$arch" -t "$image" "$ctx" >/dev/null 2>&1 \
+  || DOCKER_BUILDKIT=0 docker build --platform "linux/$arch" -t "$image" "$ctx"
+[[ "$(docker image inspect "$image" --format '{{.Architecture}}')" == "$arch" ]] \
+  || { echo "build-image: $image does not record architecture $arch" >&2; exit 1; }
 echo "build-image: $image built in $(( $(date +%s) - start ))s"

@@ -35,11 +35,11 @@ class Call:
     response_headers: dict = field(default_factory=dict)
     raises: Exception | None = None
 
-    def returns(self, status: int, response: Any = None, headers: dict | None = None) -> "Call":
+    def returns(self, status: int, response: Any = None, headers: dict | None = None) -> Call:
         self.status, self.response, self.response_headers = status, response, headers or {}
         return self
 
-    def fails_with(self, exc: Exception) -> "Call":
+    def fails_with(self, exc: Exception) -> Call:
         self.raises = exc
         return self
 

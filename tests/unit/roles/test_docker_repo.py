@@ -78,7 +78,15 @@ def test_mirror_and_channel_are_variables():
     assert fields["Components"] == "test"
 
 
-def test_key_url_follows_the_distribution():
+def _key_url(facts: dict, **overrides) -> str:
     defaults = _load(ROLE / "defaults" / "main.yml")
-    templar = Templar(loader=DataLoader(), variables={**defaults, "ansible_facts": {"distribution": "Ubuntu"}})
-    assert templar.template(defaults["docker_apt_key_url"]) == "https://download.docker.com/linux/ubuntu/gpg"
+    tasks = _load(ROLE / "tasks" / "official.yml")
+    key_task = next(t for t in tasks if "ansible.builtin.get_url" in t)
+    templar = Templar(loader=DataLoader(), variables={**defaults, **overrides, "ansible_facts": facts})
+    return templar.template(key_task["ansible.builtin.get_url"]["url"])
+
+
+def test_key_url_follows_the_distribution():
+    assert _key_url({"distribution": "Ubuntu"}) == "https://download.docker.com/linux/ubuntu/gpg"
+    assert _key_url({"distribution": "Debian"}, docker_apt_repo_url="http://m/d") == "http://m/d/debian/gpg"
+    assert _key_url({"distribution": "Debian"}, docker_apt_key_url="http://k/key.asc") == "http://k/key.asc"

@@ -1,0 +1,54 @@
+# Copyright: selfhost.immich contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connection options and attribute descriptions shared by the Hetzner Storage Box modules."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+
+    DOCUMENTATION = r"""
+options:
+  api_token:
+    description:
+      - API token of the Hetzner project that holds the Storage Boxes (Console, project, Security, API tokens).
+        Read-only tokens are enough for M(selfhost.immich.storagebox_info).
+      - When not set, the E(HETZNER_API_TOKEN) environment variable is used, then E(HCLOUD_TOKEN).
+      - This is a project token of the new Hetzner API, not the retired Robot web service credentials.
+    type: str
+    required: true
+  api_url:
+    description:
+      - Base URL of the Hetzner API.
+      - When not set, the E(HETZNER_API_URL) environment variable is used (for tests against a fake).
+    type: str
+    default: https://api.hetzner.com/v1
+  api_timeout:
+    description:
+      - Timeout in seconds of one HTTP request.
+    type: int
+    default: 30
+requirements:
+  - requests
+notes:
+  - Talks to the Hetzner API U(https://api.hetzner.com/v1) (C(/storage_boxes)), which replaced the Robot web
+    service in 2025.
+  - Rate limits (HTTP 429) and server errors (5xx) are retried with exponential backoff for up to two minutes.
+    Changes run as asynchronous actions; the module waits up to ten minutes for each one to finish.
+  - "Failures read C(<METHOD> <path> failed: <code>: <message>) with Hetzner's error code, for example
+    C(invalid_input) or C(locked)."
+  - Set the options of all Hetzner modules at once with C(module_defaults) and the action group
+    C(group/selfhost.immich.hetzner).
+attributes:
+  check_mode:
+    description: Can run in check mode and return the changed status it predicts without sending any change to the API.
+  diff_mode:
+    description: Returns the managed settings before and after (secrets removed) in diff mode.
+  idempotent:
+    description: A second run with the same options sends no change and reports C(changed=false).
+  action_group:
+    description: Part of the action group C(selfhost.immich.hetzner), for C(module_defaults).
+    support: full
+    membership:
+      - selfhost.immich.hetzner
+"""

@@ -1,0 +1,87 @@
+# Copyright: selfhost.immich contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation shared by the RunPod modules; mirrors the argument specs in plugins/module_utils/_runpod.py.
+
+- selfhost.immich.runpod: connection options (RUNPOD_ARGUMENT_SPEC), for every RunPod module.
+- selfhost.immich.runpod.resource: name/state identity and the check/diff/idempotence promises of a managed item.
+- selfhost.immich.runpod.container: container settings a template and an endpoint share (CONTAINER_ARGUMENT_SPEC).
+"""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    DOCUMENTATION = r"""
+options:
+  api_token:
+    description:
+      - "RunPod API key, sent as C(Authorization: Bearer <key>)."
+      - If not set, the value of the E(RUNPOD_API_KEY) environment variable is used.
+    type: str
+    required: true
+  api_url:
+    description:
+      - Base URL of the RunPod REST API v2, up to and including C(/v2).
+      - If not set, the value of the E(RUNPOD_API_URL) environment variable is used, else the default.
+      - REST v1 (C(https://rest.runpod.io/v1)) was retired on 2026-11-15 and is not supported.
+    type: str
+    default: https://api.runpod.io/v2
+  api_timeout:
+    description:
+      - Seconds to wait for each HTTP response.
+      - Rate-limited (429) and server-error (5xx) answers are retried with backoff.
+    type: int
+    default: 30
+requirements:
+  - requests
+"""
+
+    RESOURCE = r"""
+options:
+  name:
+    description:
+      - Name of the item, its identity. Names must be unique among the account's items of this kind.
+    type: str
+    required: true
+  state:
+    description: Whether the item should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+attributes:
+  check_mode:
+    support: full
+    description: Reads the API and reports what would change; sends no write.
+  diff_mode:
+    support: full
+    description: Before and after views of the item, secret env values masked.
+  idempotent:
+    support: full
+    description: A second run with the same options only reads the API and reports no change.
+"""
+
+    CONTAINER = r"""
+options:
+  image:
+    description: Container image reference, for example C(ghcr.io/immich-app/immich-machine-learning:v3.2.4-cuda).
+    type: str
+  args:
+    description: Arguments passed to the container entrypoint.
+    type: str
+  env:
+    description:
+      - Environment variables, values sent as strings. The whole set is managed, so keys not listed are removed.
+      - Values whose key contains C(KEY), C(TOKEN), C(SECRET) or C(PASSWORD) (any case) are masked in results
+        and diffs and kept out of the logs.
+    type: dict
+  ports:
+    description: Exposed ports as C(port/protocol), for example V(3003/http).
+    type: list
+    elements: str
+  disk:
+    description: Container disk in GB (ephemeral).
+    type: int
+  registry:
+    description: ID of a RunPod container registry credential, for private images.
+    type: str
+"""

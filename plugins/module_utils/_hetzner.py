@@ -1,0 +1,219 @@
+# Copyright: selfhost.immich contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one client for the Hetzner Storage Box API (https://api.hetzner.com/v1), shared by the storagebox* modules.
+
+On top of :class:`ApiClient` (auth, retries, one error format) it knows Hetzner's error body, page/per_page
+pagination, waiting for asynchronous actions, lookup by id or name and the Storage Box password policy.
+It also holds what the modules share: the argument spec of the connection options, partial updates, and a
+:class:`Plan` of calls decided before any is sent (so check mode simply does not send them).
+
+Private module_utils file (leading underscore): not a public API of the collection.
+"""
+
+from __future__ import annotations
+
+import copy
+import string
+from collections.abc import Callable
+from time import sleep
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible_collections.selfhost.immich.plugins.module_utils._api import (
+    REQUESTS_IMPORT_ERROR,
+    ApiClient,
+    ApiError,
+    _short,
+)
+
+DEFAULT_API_URL = "https://api.hetzner.com/v1"
+
+#: Connection options every Hetzner module merges into its own argument spec (documented in the
+#: selfhost.immich.hetzner doc fragment).
+HETZNER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = dict(
+    api_token=dict(type="str", required=True, no_log=True,
+                   fallback=(env_fallback, ["HETZNER_API_TOKEN", "HCLOUD_TOKEN"])),
+    api_url=dict(type="str", default=DEFAULT_API_URL, fallback=(env_fallback, ["HETZNER_API_URL"])),
+    api_timeout=dict(type="int", default=30),
+)
+
+# Password policy of Storage Boxes and sub-accounts (FACTS §4); checked before any call so a bad
+# password never reaches the API, and never echoed back in a message.
+PASSWORD_SPECIALS = "^°!§$%/()=?+#-.,;:~*@{}_&"
+_PASSWORD_CLASSES = (
+    ("upper-case letter", set(string.ascii_uppercase + "ÄÖÜ")),
+    ("lower-case letter", set(string.ascii_lowercase + "äöüß")),
+    ("digit", set(string.digits)),
+    ("special character", set(PASSWORD_SPECIALS)),
+)
+_PASSWORD_ALLOWED = set().union(*(chars for _, chars in _PASSWORD_CLASSES))
+# Pattern of a sub-account home directory in the spec: ^[a-zA-Z0-9 ./_-]+$
+_HOME_DIRECTORY_ALLOWED = set(string.ascii_letters + string.digits + " ./_-")
+
+SNAPSHOT_PLAN_KEYS = ("max_snapshots", "minute", "hour", "day_of_week", "day_of_month")
+
+
+class HetznerClient(ApiClient):
+    """Storage Box API client.
+
+    An action is polled after ``poll_interval`` seconds, then at doubling intervals up to ``max_poll_interval``,
+    until ``action_timeout`` seconds of waiting have passed.
+    """
+
+    vendor = "Hetzner API"
+
+    def __init__(self, base_url: str, token: str, action_timeout: float = 600.0, poll_interval: float = 0.5,
+                 max_poll_interval: float = 5.0, per_page: int = 50, **kwargs: Any) -> None:
+        super().__init__(base_url, token, **kwargs)
+        self.action_timeout = action_timeout
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.per_page = per_page
+
+    def describe_error(self, status: int, body: Any) -> tuple[str | None, str]:
+        """``{"error": {"code", "message", "details": {"fields": [{"name", "messages"}]}}}`` -> (code, message)."""
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            return None, _short(body)
+        message = error.get("message") or "no message"
+        fields = (error.get("details") or {}).get("fields") or []
+        if fields:
+            problems = "; ".join(f"{f.get('name')}: {', '.join(f.get('messages') or ['invalid'])}" for f in fields)
+            message += f" ({problems})"
+        return error.get("code"), message
+
+    # -- reading -----------------------------------------------------------------------------
+    def list_all(self, path: str, key: str, params: dict | None = None) -> list[dict]:
+        """Every item of a paginated list, following ``meta.pagination.next_page``."""
+        items: list[dict] = []
+        page = 1
+        while page:
+            data = self.get(path, params=dict(params or {}, page=page, per_page=self.per_page))
+            items.extend(data[key])
+            next_page = ((data.get("meta") or {}).get("pagination") or {}).get("next_page")
+            page = next_page if next_page and next_page > page else None
+        return items
+
+    def find_box(self, box_id: int | None = None, name: str | None = None) -> dict | None:
+        """The Storage Box with this id, else the one with this name; None when there is none."""
+        if box_id is not None:
+            data = self.get(f"/storage_boxes/{box_id}", accept_404=True)
+            return data["storage_box"] if data else None
+        return _only(self.list_all("/storage_boxes", "storage_boxes", {"name": name}), name, "Storage Boxes")
+
+    def subaccounts(self, box_id: int, name: str | None = None) -> list[dict]:
+        """Sub-accounts of a box (an unpaginated list), optionally filtered by name."""
+        data = self.get(f"/storage_boxes/{box_id}/subaccounts", params={"name": name} if name else None)
+        return data["subaccounts"]
+
+    def find_subaccount(self, box_id: int, name: str) -> dict | None:
+        return _only(self.subaccounts(box_id, name), name, f"sub-accounts of Storage Box {box_id}")
+
+    # -- writing -----------------------------------------------------------------------------
+    def execute(self, method: str, path: str, body: Any = None) -> Any:
+        """Send one call; when it starts an action, wait until the action has finished."""
+        data = self.request(method, path, body=body)
+        if isinstance(data, dict) and isinstance(data.get("action"), dict):
+            data["action"] = self.wait(data["action"], f"{method} {path}")
+        return data
+
+    def wait(self, action: dict, label: str) -> dict:
+        """Poll ``GET /storage_boxes/actions/{id}`` until the action succeeds; fail clearly otherwise."""
+        waited, delay = 0.0, self.poll_interval
+        while action["status"] == "running":
+            if waited >= self.action_timeout:
+                raise ApiError(f"{label} failed: action {action['id']} ({action.get('command')}) "
+                               f"still running after {waited:.0f} s")
+            self.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, self.max_poll_interval)
+            action = self.get(f"/storage_boxes/actions/{action['id']}")["action"]
+        if action["status"] == "error":
+            error = action.get("error") or {}
+            code = error.get("code") or "action_failed"
+            message = error.get("message") or "no message"
+            raise ApiError(f"{label} failed: {code}: {message} (action {action['id']}, {action.get('command')})",
+                           code=code, body=action)
+        return action
+
+
+def _only(items: list[dict], name: str | None, what: str) -> dict | None:
+    """The one item named ``name`` (API filters may be fuzzy); several is an error, none is None."""
+    matches = [item for item in items if item.get("name") == name]
+    if len(matches) > 1:
+        raise ApiError(f"{len(matches)} {what} are named {name!r}: use the id instead")
+    return matches[0] if matches else None
+
+
+# -- input checks done before any call ---------------------------------------------------------
+def password_problem(password: str) -> str | None:
+    """Why ``password`` breaks the Storage Box password policy, or None. Never quotes the password."""
+    if not 12 <= len(password) <= 128:
+        return f"it must be 12 to 128 characters long (it has {len(password)})"
+    chars = set(password)
+    if chars - _PASSWORD_ALLOWED:
+        return f"it may only contain a-z, A-Z, ÄÖÜäöüß, digits and the special characters {PASSWORD_SPECIALS}"
+    missing = [label for label, allowed in _PASSWORD_CLASSES if not chars & allowed]
+    if missing:
+        return "it needs at least one " + ", one ".join(missing)
+    return None
+
+
+def home_directory_problem(path: str) -> str | None:
+    """Why ``path`` is not a valid sub-account home directory, or None."""
+    if path.startswith("/"):
+        return ("home_directory is relative to the Storage Box root and must not start with '/': "
+                f"use {path.lstrip('/')!r} instead of {path!r}")
+    if not path or set(path) - _HOME_DIRECTORY_ALLOWED:
+        return "home_directory may only contain letters, digits, spaces and . / _ -"
+    return None
+
+
+# -- shared module logic -----------------------------------------------------------------------
+def partial_update(current: dict, wanted: dict | None) -> dict:
+    """The keys of ``wanted`` that are set (not None) and differ from ``current``: a partial update body."""
+    return {key: value for key, value in (wanted or {}).items()
+            if value is not None and current.get(key) != value}
+
+
+class Plan:
+    """The calls that turn the current state into the desired one, decided before any is sent.
+
+    ``desired`` starts as a copy of the current state and is updated with each call's effect, so it is
+    both the check-mode prediction and the diff's ``after``.
+    """
+
+    def __init__(self, current: dict | None) -> None:
+        self.current = current
+        self.desired = copy.deepcopy(current)
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def add(self, method: str, path: str, body: Any = None) -> None:
+        self.calls.append((method, path, body))
+
+    def __bool__(self) -> bool:
+        return bool(self.calls)
+
+    def apply(self, client: HetznerClient, check_mode: bool) -> list[Any]:
+        """Send the calls in order (none in check mode); return their answers."""
+        return [] if check_mode else [client.execute(*call) for call in self.calls]
+
+
+def run_module(argument_spec: dict, manage: Callable[[AnsibleModule, HetznerClient], dict],
+               **module_kwargs: Any) -> None:
+    """Build the module and client, run ``manage(module, client)`` and exit with its result.
+
+    A failed call ends the module with the client's one-line message (it carries the vendor code).
+    """
+    module = AnsibleModule(argument_spec=dict(copy.deepcopy(HETZNER_ARGUMENT_SPEC), **argument_spec),
+                           supports_check_mode=True, **module_kwargs)
+    if REQUESTS_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    # `sleep` is looked up here, at call time, so unit tests can replace it in this module.
+    client = HetznerClient(module.params["api_url"], module.params["api_token"],
+                           timeout=module.params["api_timeout"], sleep=sleep)
+    try:
+        result = manage(module, client)
+    except ApiError as exc:
+        module.fail_json(msg=str(exc), status=exc.status, code=exc.code)
+    module.exit_json(**result)

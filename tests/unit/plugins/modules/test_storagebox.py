@@ -1,0 +1,153 @@
+"""selfhost.immich.storagebox: exact HTTP call sequences for change, no-op, check mode, partial updates and errors."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.selfhost.immich.plugins.modules import storagebox
+from hetzner_harness import action_calls, box, listing, run_module
+from http_calls import Call
+
+# `-k hetzner` selects these with the client and integration tests.
+pytestmark = pytest.mark.hetzner
+
+PLAN = {"max_snapshots": 14, "minute": 30, "hour": 3, "day_of_week": None, "day_of_month": None}
+ARGS = {
+    "name": "photos",
+    "labels": {"app": "immich"},
+    "delete_protection": True,
+    "access_settings": {"ssh_enabled": True, "zfs_enabled": True},
+    "snapshot_plan": {"max_snapshots": 14, "minute": 30, "hour": 3},
+}
+CONFIGURED = box(labels={"app": "immich"}, protection={"delete": True}, snapshot_plan=PLAN,
+                 access_settings=dict(box()["access_settings"], ssh_enabled=True, zfs_enabled=True))
+
+
+def find_by_name(found: dict | None) -> Call:
+    return Call("GET", "/storage_boxes", params={"name": "photos", "page": 1, "per_page": 50}).returns(
+        200, listing([found] if found else []))
+
+
+def test_configure_sends_one_call_per_changed_setting(monkeypatch):
+    result, session = run_module(monkeypatch, storagebox.main, ARGS, [
+        find_by_name(box()),
+        Call("PUT", "/storage_boxes/1", body={"labels": {"app": "immich"}}).returns(200, {"storage_box": box()}),
+        *action_calls("POST", "/storage_boxes/1/actions/change_protection", {"delete": True}, 11),
+        *action_calls("POST", "/storage_boxes/1/actions/update_access_settings",
+                      {"ssh_enabled": True, "zfs_enabled": True}, 12),
+        *action_calls("POST", "/storage_boxes/1/actions/enable_snapshot_plan",
+                      {"max_snapshots": 14, "minute": 30, "hour": 3}, 13),
+        Call("GET", "/storage_boxes/1").returns(200, {"storage_box": CONFIGURED}),
+    ])
+    assert result["changed"] is True
+    assert result["storagebox"] == CONFIGURED
+    assert result["diff"]["before"]["snapshot_plan"] is None
+    assert result["diff"]["after"] == {
+        "name": "photos", "labels": {"app": "immich"}, "protection": {"delete": True},
+        "access_settings": CONFIGURED["access_settings"], "snapshot_plan": PLAN}
+
+
+def test_second_run_only_reads(monkeypatch):
+    result, session = run_module(monkeypatch, storagebox.main, ARGS, [find_by_name(CONFIGURED)])
+    assert result["changed"] is False
+    assert result["diff"]["before"] == result["diff"]["after"]
+    assert session.writes == []
+
+
+def test_check_mode_predicts_without_writing(monkeypatch):
+    result, session = run_module(monkeypatch, storagebox.main, ARGS, [find_by_name(box())], check_mode=True)
+    assert result["changed"] is True
+    assert session.writes == []
+    assert result["storagebox"]["access_settings"]["ssh_enabled"] is True
+    assert result["storagebox"]["snapshot_plan"] == PLAN
+    assert result["diff"]["after"]["protection"] == {"delete": True}
+
+
+def test_access_settings_are_a_partial_update(monkeypatch):
+    current = box(access_settings=dict(box()["access_settings"], webdav_enabled=True, samba_enabled=True))
+    args = {"id": 1, "access_settings": {"ssh_enabled": True, "webdav_enabled": True}}
+    result, _ = run_module(monkeypatch, storagebox.main, args, [
+        Call("GET", "/storage_boxes/1").returns(200, {"storage_box": current}),
+        *action_calls("POST", "/storage_boxes/1/actions/update_access_settings", {"ssh_enabled": True}, 11),
+        Call("GET", "/storage_boxes/1").returns(200, {"storage_box": current}),
+    ])
+    assert result["changed"] is True
+    # samba_enabled was left out, so it stays enabled in the prediction as on the box
+    assert result["diff"]["after"]["access_settings"]["samba_enabled"] is True
+
+
+def test_rename_by_id_and_disable_snapshot_plan(monkeypatch):
+    result, _ = run_module(monkeypatch, storagebox.main,
+                           {"id": 1, "name": "archive", "snapshot_plan": {"enabled": False}}, [
+        Call("GET", "/storage_boxes/1").returns(200, {"storage_box": box(snapshot_plan=PLAN)}),
+        Call("PUT", "/storage_boxes/1", body={"name": "archive"}).returns(200, {"storage_box": box()}),
+        *action_calls("POST", "/storage_boxes/1/actions/disable_snapshot_plan", None, 11),
+        Call("GET", "/storage_boxes/1").returns(200, {"storage_box": box(name="archive")}),
+    ])
+    assert result["changed"] is True
+    assert result["diff"]["after"]["snapshot_plan"] is None
+
+
+def test_disabled_plan_that_is_already_off_changes_nothing(monkeypatch):
+    result, _ = run_module(monkeypatch, storagebox.main, {"name": "photos", "snapshot_plan": {"enabled": False}},
+                           [find_by_name(box())])
+    assert result["changed"] is False
+
+
+def test_changed_weekday_replaces_the_plan(monkeypatch):
+    args = {"name": "photos", "snapshot_plan": dict(ARGS["snapshot_plan"], day_of_week=7)}
+    run_module(monkeypatch, storagebox.main, args, [
+        find_by_name(box(snapshot_plan=PLAN)),
+        *action_calls("POST", "/storage_boxes/1/actions/enable_snapshot_plan",
+                      {"max_snapshots": 14, "minute": 30, "hour": 3, "day_of_week": 7}, 11),
+        Call("GET", "/storage_boxes/1").returns(200, {"storage_box": box()}),
+    ])
+
+
+def test_vendor_error_is_one_clear_message(monkeypatch):
+    error = {"error": {"code": "invalid_input", "message": "invalid input in field 'labels'",
+                       "details": {"fields": [{"name": "labels", "messages": ["label key is invalid"]}]}}}
+    result, _ = run_module(monkeypatch, storagebox.main, {"name": "photos", "labels": {"-bad": "x"}}, [
+        find_by_name(box()),
+        Call("PUT", "/storage_boxes/1", body={"labels": {"-bad": "x"}}).returns(400, error),
+    ], fails=True)
+    assert result["msg"] == ("PUT /storage_boxes/1 failed: invalid_input: invalid input in field 'labels' "
+                             "(labels: label key is invalid)")
+    assert result["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_rate_limit_and_unavailable_are_retried(monkeypatch, status):
+    result, _ = run_module(monkeypatch, storagebox.main, {"name": "photos"}, [
+        Call("GET", "/storage_boxes", params={"name": "photos", "page": 1, "per_page": 50})
+        .returns(status, {"error": {"code": "rate_limit_exceeded", "message": "try later"}}),
+        find_by_name(box()),
+    ])
+    assert result["changed"] is False
+
+
+def test_failed_action_fails_the_module(monkeypatch):
+    result, _ = run_module(monkeypatch, storagebox.main, {"name": "photos", "delete_protection": True}, [
+        find_by_name(box()),
+        Call("POST", "/storage_boxes/1/actions/change_protection", body={"delete": True})
+        .returns(201, {"action": {"id": 11, "command": "change_protection", "status": "running", "progress": 0,
+                                  "started": "x", "finished": None, "resources": [], "error": None}}),
+        Call("GET", "/storage_boxes/actions/11").returns(200, {"action": {
+            "id": 11, "command": "change_protection", "status": "error", "progress": 100, "started": "x",
+            "finished": "y", "resources": [], "error": {"code": "locked", "message": "box is locked"}}}),
+    ], fails=True)
+    assert result["msg"] == ("POST /storage_boxes/1/actions/change_protection failed: locked: box is locked "
+                             "(action 11, change_protection)")
+
+
+def test_missing_box_is_reported_not_created(monkeypatch):
+    result, session = run_module(monkeypatch, storagebox.main, {"name": "photos"}, [find_by_name(None)], fails=True)
+    assert "No Storage Box named 'photos'" in result["msg"]
+    assert session.writes == []
+
+
+def test_missing_requests_library(monkeypatch):
+    from ansible_collections.selfhost.immich.plugins.module_utils import _hetzner
+
+    monkeypatch.setattr(_hetzner, "REQUESTS_IMPORT_ERROR", "Traceback: No module named 'requests'")
+    result, _ = run_module(monkeypatch, storagebox.main, {"name": "photos"}, [], fails=True)
+    assert "Failed to import the required Python library (requests)" in result["msg"]
