@@ -6,7 +6,7 @@
 #   4. the Python venv from requirements.txt (.venv/, rebuilt when requirements.txt changes)
 #   5. local Debian systemd base images (debootstrap + docker import), reused when present
 #   6. .collections/ansible_collections/selfhost/immich -> this checkout
-# Environment: SELFHOST_TEST_SUITES (default "bookworm"), SELFHOST_TEST_ARCHES (default "arm64 amd64").
+# Environment: SELFHOST_TEST_SUITES (default "bookworm trixie"), SELFHOST_TEST_ARCHES (default "arm64 amd64").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -60,7 +60,7 @@ fi
 
 # 5. base images --------------------------------------------------------------------------------
 pids=()
-for suite in ${SELFHOST_TEST_SUITES:-bookworm}; do
+for suite in ${SELFHOST_TEST_SUITES:-bookworm trixie}; do
   for arch in ${SELFHOST_TEST_ARCHES:-arm64 amd64}; do
     "$here/build-image.sh" "$suite" "$arch" &
     pids+=($!)
