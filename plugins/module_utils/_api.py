@@ -39,14 +39,16 @@ class ApiError(Exception):
 class ApiClient(object):
     """A JSON API reached with a bearer token.
 
-    ``sleep`` and ``session`` are injectable so unit tests run without waiting or sockets.
+    ``sleep`` and ``session`` are injectable so unit tests run without waiting or sockets. Left out, they
+    are ``time.sleep`` and a new ``requests.Session()``, both looked up when the client is built, so a test
+    may also patch ``time.sleep`` or ``requests.Session``.
     """
 
     #: Vendor name used in messages, e.g. "Hetzner API".
     vendor = "API"
 
     def __init__(self, base_url, token, timeout=30, max_retries=5, backoff=1.0,
-                 max_backoff=30.0, retry_budget=120.0, session=None, sleep=time.sleep,
+                 max_backoff=30.0, retry_budget=120.0, session=None, sleep=None,
                  user_agent="selfhost.immich"):
         if requests is None:
             raise ImportError("requests is required")
@@ -58,7 +60,7 @@ class ApiClient(object):
         self.max_backoff = max_backoff
         self.retry_budget = retry_budget
         self.session = session or requests.Session()
-        self.sleep = sleep
+        self.sleep = sleep if sleep is not None else time.sleep
         self.headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import string
 from collections.abc import Callable
-from time import sleep
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
@@ -209,9 +208,8 @@ def run_module(argument_spec: dict, manage: Callable[[AnsibleModule, HetznerClie
                            supports_check_mode=True, **module_kwargs)
     if REQUESTS_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    # `sleep` is looked up here, at call time, so unit tests can replace it in this module.
     client = HetznerClient(module.params["api_url"], module.params["api_token"],
-                           timeout=module.params["api_timeout"], sleep=sleep)
+                           timeout=module.params["api_timeout"])
     try:
         result = manage(module, client)
     except ApiError as exc:

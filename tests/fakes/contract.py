@@ -1,21 +1,26 @@
-"""Validate requests received by an API fake against the vendor's published OpenAPI spec.
+"""Validate requests received by an API fake, and the fake's own answers, against the vendor's OpenAPI spec.
 
-Every fake in tests/fakes/ runs each request through :class:`Contract` before it answers, so a module
-that sends a body or path the real API would reject fails its test here instead of in production.
-The specs live in ``../shared/contracts`` (the vendor's files, unchanged); ``SELFHOST_CONTRACTS_DIR``
+Every fake in tests/fakes/ runs each request through :meth:`Contract.validate` before it answers, so a module
+that sends a body or path the real API would reject fails its test here instead of in production; it then
+checks its answer with :meth:`Contract.validate_response`, so a fake cannot drift from the real API's shapes.
+The specs live in ``../shared/contracts`` (the vendor's files, unchanged on disk); ``SELFHOST_CONTRACTS_DIR``
 overrides where they are looked for.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
+from openapi_core.templating.paths.exceptions import PathNotFound, ServerNotFound
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +38,12 @@ def contracts_dir() -> Path:
 
 
 class ContractViolation(Exception):
-    """A request the real API would not accept (unknown path, wrong body, missing field...)."""
+    """A request the real API would not accept (unknown path, wrong body, missing field...), or an answer
+    the real API would not give. ``unknown_path``: the spec has no such path (or server) at all."""
+
+    def __init__(self, message: str, unknown_path: bool = False) -> None:
+        super().__init__(message)
+        self.unknown_path = unknown_path
 
 
 @dataclass
@@ -52,15 +62,43 @@ class _Request:
         return self.host_url + self.path
 
 
-class Contract:
-    """One vendor spec. ``validate()`` raises ContractViolation with a readable reason."""
+@dataclass
+class _Response:
+    """The minimal response protocol openapi-core validates."""
 
-    def __init__(self, spec_file: str) -> None:
+    status_code: int
+    headers: Headers
+    content_type: str
+    data: bytes | None
+
+
+class Contract:
+    """One vendor spec. ``validate()`` / ``validate_response()`` raise ContractViolation with a readable reason.
+
+    ``relax_nullable_refs`` (default on, for every spec): a field written ``{"allOf": [{"$ref": X}],
+    "nullable": true}`` accepts ``null``. OpenAPI 3.0 validators ignore ``nullable`` beside ``allOf`` and so
+    refuse the ``null`` the spec means to allow (Hetzner: an action's ``error``, a box's ``snapshot_plan``,
+    a box type's ``deprecation``). The referenced schema is inlined next to ``nullable`` instead, which only
+    adds ``null`` to what such a field accepts: nothing the spec refuses otherwise becomes valid, so it is
+    safe for every vendor (RunPod's 3.1 spec has no such field). Status ranges spelled ``4xx`` (Hetzner) are
+    read as the ``4XX`` OpenAPI defines, so error answers are checked too. ``self.spec`` stays the vendor's
+    file as published.
+    """
+
+    #: Error bodies some vendors send (RFC 9457) are JSON as well.
+    MEDIA_TYPES = {"application/problem+json": json.loads}
+
+    def __init__(self, spec_file: str, relax_nullable_refs: bool = True) -> None:
         path = contracts_dir() / spec_file
         self.spec = json.loads(path.read_text())
-        # The vendors' files are used unchanged; Hetzner's spells response ranges '4xx' (the OpenAPI
-        # schema wants '4XX'), which a strict spec check refuses although requests validate fine.
-        self.openapi = OpenAPI.from_dict(self.spec, config=Config(spec_validator_cls=None))
+        checked = copy.deepcopy(self.spec)
+        _upper_case_status_ranges(checked)
+        if relax_nullable_refs:
+            _inline_nullable_refs(checked)
+        # Hetzner's file spells response ranges '4xx' (the OpenAPI schema wants '4XX'), which a strict spec
+        # check refuses although requests validate fine: the spec itself is not validated.
+        self.openapi = OpenAPI.from_dict(checked, config=Config(
+            spec_validator_cls=None, extra_media_type_deserializers=self.MEDIA_TYPES))
         server = urlsplit(self.spec["servers"][0]["url"])
         self.host_url = f"{server.scheme}://{server.netloc}"
         self.server_path = server.path.rstrip("/")
@@ -68,24 +106,70 @@ class Contract:
     def validate(self, method: str, raw_path: str, headers: dict[str, str], body: bytes | None) -> None:
         """Validate one request as the fake received it (raw_path includes the query string)."""
         parts = urlsplit(raw_path)
+        content_type = _content_type(headers)
+        if body and not content_type:
+            raise ContractViolation(f"{method} {parts.path}: body sent without Content-Type")
         query = ImmutableMultiDict(
             [(k, v) for k, values in parse_qs(parts.query, keep_blank_values=True).items() for v in values]
         )
-        content_type = headers.get("Content-Type") or headers.get("content-type") or ""
-        if body and not content_type:
-            raise ContractViolation(f"{method} {parts.path}: body sent without Content-Type")
-        request = _Request(
-            host_url=self.host_url,
-            path=parts.path,
-            method=method.lower(),
-            body=body or None,
-            content_type=content_type or "application/json",
-            parameters=RequestParameters(query=query, header=Headers(headers)),
-        )
-        result = self.openapi.unmarshal_request(request)
-        if result.errors:
-            reasons = "; ".join(_describe(error) for error in result.errors)
-            raise ContractViolation(f"{method} {parts.path}: {reasons}")
+        request = self._request(method, parts.path, body, content_type,
+                                RequestParameters(query=query, header=Headers(headers)))
+        self._raise_for(f"{method} {parts.path}", self.openapi.unmarshal_request(request).errors)
+
+    def validate_response(self, method: str, raw_path: str, status: int, headers: dict[str, str],
+                          body: bytes | None) -> None:
+        """Validate one answer to ``method raw_path`` as sent: status, headers and raw body."""
+        path = urlsplit(raw_path).path
+        content_type = _content_type(headers) or "application/json"
+        response = _Response(status, Headers(headers), content_type, body or None)
+        result = self.openapi.unmarshal_response(self._request(method, path, None, ""), response)
+        self._raise_for(f"{method} {path} -> {status}", result.errors)
+
+    def _request(self, method: str, path: str, body: bytes | None, content_type: str,
+                 parameters: RequestParameters | None = None) -> _Request:
+        return _Request(host_url=self.host_url, path=path, method=method.lower(), body=body or None,
+                        content_type=content_type or "application/json",
+                        parameters=parameters or RequestParameters())
+
+    @staticmethod
+    def _raise_for(label: str, errors: list[Exception]) -> None:
+        if errors:
+            unknown = any(isinstance(e, PathNotFound | ServerNotFound) for e in errors)
+            raise ContractViolation(f"{label}: " + "; ".join(_describe(e) for e in errors), unknown_path=unknown)
+
+
+def _content_type(headers: dict[str, str]) -> str:
+    return headers.get("Content-Type") or headers.get("content-type") or ""
+
+
+def _upper_case_status_ranges(spec: dict) -> None:
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and isinstance(operation.get("responses"), dict):
+                operation["responses"] = {k.upper() if re.fullmatch(r"[1-5]xx", k) else k: v
+                                          for k, v in operation["responses"].items()}
+
+
+def _inline_nullable_refs(spec: dict) -> None:
+    """``{"allOf": [{"$ref": X}], "nullable": true}`` -> X's keywords beside ``nullable`` (see Contract)."""
+    schemas = spec.get("components", {}).get("schemas", {})
+
+    def inline(node: Any, inlining: tuple[str, ...]) -> None:
+        if isinstance(node, dict):
+            all_of = node.get("allOf")
+            if node.get("nullable") and isinstance(all_of, list) and len(all_of) == 1 and "$ref" in all_of[0]:
+                name = all_of[0]["$ref"].rsplit("/", 1)[1]
+                if name not in inlining:  # a schema that nests itself keeps its reference
+                    del node["allOf"]
+                    node.update({k: copy.deepcopy(v) for k, v in schemas[name].items() if k not in node})
+                    inlining += (name,)
+            for value in node.values():
+                inline(value, inlining)
+        elif isinstance(node, list):
+            for value in node:
+                inline(value, inlining)
+
+    inline(spec, ())
 
 
 def _describe(error: Exception) -> str:

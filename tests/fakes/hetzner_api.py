@@ -4,18 +4,19 @@ In pytest::
 
     with HetznerFake(seed) as fake:          # listens on 127.0.0.1, random port
         env = {"HETZNER_API_URL": fake.url, "HETZNER_API_TOKEN": fake.token}
+        fake.fail_next(429, path="/v1/storage_boxes")   # one-shot error, then normal service
         ...
         assert fake.violations == [] and fake.response_problems == []
 
-From a shell (Molecule ``prepare``)::
+From a shell (Molecule ``prepare``; the ``/_fake/`` control paths of :mod:`base` steer it then)::
 
     python tests/fakes/hetzner_api.py --port 8080 --seed seed.json [--token T] [--action-polls 2]
 
-Every request is checked against the vendor spec with :class:`contract.Contract`; a request the real API would
-refuse is answered in Hetzner's error shape (400 ``invalid_input``, or 404 for an unknown path) and recorded in
-``violations``. A few rules the spec cannot express are checked too (password policy, a home directory without
-leading ``/``, only the box's own access flags on a box). Answers follow the spec's shapes and are themselves
-checked (``response_problems``). Changes run as actions that are ``running`` when created and finish after
+Server, request log, contract checks of requests and answers and injected failures come from
+:class:`base.FakeApi`; a request the real API would refuse is answered in Hetzner's error shape
+(400 ``invalid_input``, or 404 for an unknown path) and recorded in ``violations``. A few rules the spec cannot
+express are checked too (password policy, a home directory without leading ``/``, only the box's own access
+flags on a box). Changes run as actions that are ``running`` when created and finish after
 ``action_polls`` polls of ``GET /storage_boxes/actions/{id}``; only then is the change applied.
 
 Seed (JSON or dict): ``{"token": "...", "action_polls": 1, "storage_boxes": [{"id": 1, "name": "photos",
@@ -25,24 +26,15 @@ left out gets a plausible default.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
 import json
 import re
-import sys
-import threading
-from datetime import UTC, datetime
-from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from contract import Contract, ContractViolation  # noqa: E402
-from openapi_core import Config, OpenAPI  # noqa: E402
-from openapi_core.testing import MockRequest, MockResponse  # noqa: E402
+from base import FakeApi, Fault, argument_parser, serve, utc_now
+from contract import ContractViolation
 
 SPEC_FILE = "hetzner-storage-boxes.openapi.json"
 API_PREFIX = "/v1"
@@ -55,102 +47,52 @@ ERROR_CODES = {401: "unauthorized", 404: "not_found", 409: "conflict", 423: "loc
                504: "timeout"}
 
 
-@lru_cache(maxsize=1)
-def _contract() -> Contract:
-    return Contract(SPEC_FILE)
-
-
-@lru_cache(maxsize=1)
-def _response_spec() -> OpenAPI:
-    """The spec for checking this fake's own answers.
-
-    Hetzner writes nullable references as ``{"allOf": [{"$ref": ...}], "nullable": true}``; the OpenAPI 3.0
-    validator ignores ``nullable`` beside ``allOf`` and refuses the ``null`` the real API sends (an action's
-    ``error``, a box's ``snapshot_plan``). The referenced schema is inlined with ``nullable`` instead.
-    """
-    spec = copy.deepcopy(_contract().spec)
-    schemas = spec["components"]["schemas"]
-
-    def inline(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("nullable") and len(node.get("allOf") or []) == 1 and "$ref" in node["allOf"][0]:
-                target = schemas[node.pop("allOf")[0]["$ref"].rsplit("/", 1)[1]]
-                node.update({k: copy.deepcopy(v) for k, v in target.items() if k not in node})
-            for value in node.values():
-                inline(value)
-        elif isinstance(node, list):
-            for value in node:
-                inline(value)
-
-    inline(spec)
-    return OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Reject(Exception):
+class Reject(Fault):
     """Answer with a Hetzner error body."""
 
     def __init__(self, status: int, message: str, code: str | None = None, fields: dict | None = None,
                  headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+        super().__init__(status, message, headers)
         self.code = code or ERROR_CODES.get(status, "invalid_input")
-        self.fields, self.headers = fields, headers or {}
+        self.fields = fields
 
     def body(self) -> dict:
         details = {"fields": [{"name": k, "messages": [v]} for k, v in self.fields.items()]} if self.fields else None
         return {"error": {"code": self.code, "message": self.message, "details": details}}
 
 
-class HetznerFake:
+class HetznerFake(FakeApi):
     """In-memory Storage Boxes behind a threaded HTTP server. Thread-safe; read the attributes freely."""
+
+    spec_file = SPEC_FILE
+    prefix = API_PREFIX
+    fault = Reject
+    unauthorized = "unable to authenticate"
 
     def __init__(self, seed: dict | None = None, token: str | None = None, port: int = 0,
                  host: str = "127.0.0.1", action_polls: int | None = None) -> None:
-        seed = copy.deepcopy(seed or {})
-        self.token = token or seed.get("token") or DEFAULT_TOKEN
-        self.action_polls = action_polls if action_polls is not None else seed.get("action_polls", 1)
-        self.host, self.port = host, port
-        self.lock = threading.RLock()
-        self.requests: list[dict] = []          # every request: method, path, query, body
-        self.violations: list[str] = []          # requests the real API would refuse
-        self.response_problems: list[str] = []   # answers of this fake that break the spec (a fake bug)
-        self.passwords: dict[tuple[str, int], str] = {}
-        self.boxes: dict[int, dict] = {}
-        self.subaccounts: dict[int, dict] = {}
-        self.actions: dict[int, dict] = {}
-        self._pending: dict[int, list] = {}      # action id -> [polls left, change to apply]
-        self._failures: list[dict] = []
-        self._action_errors: list[tuple[str, str]] = []
-        self._ids = itertools.count(9001)
-        for box in seed.get("storage_boxes", []):
-            self.add_box(box)
-        self._server: ThreadingHTTPServer | None = None
+        self.seed = copy.deepcopy(seed or {})
+        self.action_polls = action_polls if action_polls is not None else self.seed.get("action_polls", 1)
+        super().__init__(token or self.seed.get("token") or DEFAULT_TOKEN, host=host, port=port)
 
     # -- test controls -----------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}{API_PREFIX}"
-
-    @property
-    def writes(self) -> list[dict]:
-        return [r for r in self.requests if r["method"] != "GET"]
-
-    def fail_next(self, status: int = 503, times: int = 1, method: str | None = None, path: str | None = None,
-                  headers: dict | None = None) -> None:
-        """Answer the next ``times`` matching requests (method, path prefix after /v1) with ``status``."""
-        self._failures.append(dict(status=status, times=times, method=method, path=path, headers=headers or {}))
+    def reset(self) -> None:
+        """Back to the seed, with an empty log."""
+        with self.lock:
+            super().reset()
+            self.passwords: dict[tuple[str, int], str] = {}
+            self.boxes: dict[int, dict] = {}
+            self.subaccounts: dict[int, dict] = {}
+            self.actions: dict[int, dict] = {}
+            self._pending: dict[int, list] = {}      # action id -> [polls left, change to apply]
+            self._action_errors: list[tuple[str, str]] = []
+            self._ids = itertools.count(9001)
+            for box in copy.deepcopy(self.seed.get("storage_boxes", [])):
+                self.add_box(box)
 
     def fail_next_action(self, code: str = "action_failed", message: str = "the action failed") -> None:
         """The next action ends with status ``error`` (and changes nothing)."""
         self._action_errors.append((code, message))
-
-    def reset_log(self) -> None:
-        with self.lock:
-            self.requests.clear()
 
     # -- state -------------------------------------------------------------------------------
     def add_box(self, seed: dict) -> dict:
@@ -158,7 +100,7 @@ class HetznerFake:
         username = seed.get("username") or f"u{100000 + box_id}"
         box = {
             "id": box_id, "name": seed.get("name", f"box-{box_id}"), "username": username, "status": "active",
-            "server": f"{username}.your-storagebox.de", "system": "FSN1-BX123", "created": _now(),
+            "server": f"{username}.your-storagebox.de", "system": "FSN1-BX123", "created": utc_now(),
             "labels": seed.get("labels", {}), "protection": {"delete": False},
             "location": {"id": 1, "name": "fsn1", "description": "Falkenstein DC Park 1", "country": "DE",
                          "city": "Falkenstein", "latitude": 50.47612, "longitude": 12.370071,
@@ -186,7 +128,7 @@ class HetznerFake:
             "id": seed.get("id") or next(self._ids), "storage_box": box_id, "username": username,
             "name": seed.get("name") or username, "server": f"{username}.your-storagebox.de",
             "home_directory": seed.get("home_directory", username), "description": seed.get("description", ""),
-            "labels": seed.get("labels", {}), "created": _now(),
+            "labels": seed.get("labels", {}), "created": utc_now(),
             "access_settings": dict(dict.fromkeys(SUB_ACCESS, False), **seed.get("access_settings", {})),
         }
         self.subaccounts[sub["id"]] = sub
@@ -194,100 +136,13 @@ class HetznerFake:
             self.passwords[("subaccount", sub["id"])] = seed["password"]
         return sub
 
-    # -- server ------------------------------------------------------------------------------
-    def start(self) -> HetznerFake:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                status, answer, headers = fake.handle(self.command, self.path, dict(self.headers), body)
-                data = b"" if answer is None else json.dumps(answer).encode()
-                self.send_response(status)
-                for name, value in dict({"Content-Type": "application/json"}, **headers).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
-
-        _response_spec()  # load the specs before the first request, not during it
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> HetznerFake:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    # -- one request -------------------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, headers: dict, raw_body: bytes | None) -> tuple[int, Any, dict]:
-        with self.lock:
-            parts = urlsplit(raw_path)
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            try:
-                body = json.loads(raw_body) if raw_body else None
-            except ValueError:
-                body = raw_body.decode(errors="replace")
-            self.requests.append(dict(method=method, path=parts.path.removeprefix(API_PREFIX), query=query,
-                                      body=body))
-            try:
-                self._check_contract(method, raw_path, headers, raw_body)
-                if headers.get("Authorization") != f"Bearer {self.token}":
-                    raise Reject(401, "unable to authenticate")
-                self._injected_failure(method, parts.path.removeprefix(API_PREFIX))
-                status, answer = self._route(method, parts.path.removeprefix(API_PREFIX), query, body)
-            except Reject as exc:
-                return exc.status, exc.body(), exc.headers
-            self._check_response(method, parts.path, status, answer)
-            return status, answer, {}
-
-    def _check_contract(self, method: str, raw_path: str, headers: dict, raw_body: bytes | None) -> None:
-        if not raw_path.startswith(API_PREFIX + "/"):
-            self.violations.append(f"{method} {raw_path}: not under {API_PREFIX}")
-            raise Reject(404, f"{raw_path} is not an API path")
-        try:
-            _contract().validate(method, raw_path, headers, raw_body)
-        except ContractViolation as exc:
-            self.violations.append(str(exc))
-            raise Reject(404 if "Path not found" in str(exc) else 400, str(exc), "invalid_input") from None
+    def contract_fault(self, violation: ContractViolation) -> Reject:
+        return Reject(404 if violation.unknown_path else 400, str(violation), "invalid_input")
 
     def _violation(self, message: str, field: str) -> Reject:
         """A request the spec allows but the real API refuses: recorded like a contract violation."""
         self.violations.append(message)
         return Reject(400, message, "invalid_input", {field: message})
-
-    def _injected_failure(self, method: str, path: str) -> None:
-        for failure in self._failures:
-            if failure["method"] in (None, method) and path.startswith(failure["path"] or ""):
-                failure["times"] -= 1
-                if failure["times"] <= 0:
-                    self._failures.remove(failure)
-                raise Reject(failure["status"], "injected failure", headers=failure["headers"])
-
-    def _check_response(self, method: str, path: str, status: int, answer: Any) -> None:
-        try:
-            result = _response_spec().unmarshal_response(
-                MockRequest(_contract().host_url, method, path), MockResponse(json.dumps(answer).encode(), status))
-        except Exception as exc:  # a broken spec lookup is a problem of the fake as well
-            self.response_problems.append(f"{method} {path} {status}: {exc}")
-            return
-        for error in result.errors:
-            self.response_problems.append(f"{method} {path} {status}: {error} {getattr(error, '__cause__', '')}")
 
     # -- routes ------------------------------------------------------------------------------
     ROUTES = [
@@ -304,7 +159,7 @@ class HetznerFake:
         ("POST", r"/storage_boxes/(\d+)/subaccounts/(\d+)/actions/(\w+)", "subaccount_action"),
     ]
 
-    def _route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
+    def route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         for route_method, pattern, name in self.ROUTES:
             match = re.fullmatch(pattern, path)
             if match and route_method == method:
@@ -432,7 +287,7 @@ class HetznerFake:
     # -- actions -----------------------------------------------------------------------------
     def _start_action(self, command: str, resources: list[tuple[int, str]], change) -> dict:
         action = {"id": next(self._ids), "command": command, "status": "running", "progress": 0,
-                  "started": _now(), "finished": None, "error": None,
+                  "started": utc_now(), "finished": None, "error": None,
                   "resources": [{"id": rid, "type": rtype} for rid, rtype in resources]}
         self.actions[action["id"]] = action
         self._pending[action["id"]] = [self.action_polls, change]
@@ -442,7 +297,7 @@ class HetznerFake:
 
     def _finish(self, action: dict) -> None:
         _, change = self._pending.pop(action["id"])
-        action.update(progress=100, finished=_now())
+        action.update(progress=100, finished=utc_now())
         if self._action_errors:
             code, message = self._action_errors.pop(0)
             action.update(status="error", error={"code": code, "message": message})
@@ -482,24 +337,14 @@ def _labels_match(labels: dict, selector: str | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser = argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--seed", type=Path, help="JSON file with storage_boxes (and optionally token)")
     parser.add_argument("--token", help=f"bearer token to accept (default: seed token or {DEFAULT_TOKEN})")
     parser.add_argument("--action-polls", type=int, help="polls before an action finishes (default 1)")
     args = parser.parse_args(argv)
     seed = json.loads(args.seed.read_text()) if args.seed else {}
-    fake = HetznerFake(seed, token=args.token, port=args.port, host=args.host, action_polls=args.action_polls).start()
-    print(f"Hetzner fake listening on {fake.url}", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if fake.violations:
-            print("contract violations:\n  " + "\n  ".join(fake.violations), file=sys.stderr)
-        fake.stop()
+    serve(HetznerFake(seed, token=args.token, port=args.port, host=args.host, action_polls=args.action_polls),
+          "Hetzner fake listening on {url}")
 
 
 if __name__ == "__main__":

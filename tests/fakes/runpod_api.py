@@ -1,8 +1,9 @@
 """A fake RunPod REST API v2: templates, serverless endpoints and the GPU catalog, in memory.
 
-Every request is first checked against the vendor's spec (contracts/runpod-rest-v2.openapi.json) by
-:class:`contract.Contract`; a request the real API would refuse is answered with an RFC 9457 400 and kept
-in ``violations`` so a test can assert there were none. Answers follow the spec's response shapes.
+Server, request log, contract checks of requests and answers and injected failures come from
+:class:`base.FakeApi`: a request the vendor's spec (contracts/runpod-rest-v2.openapi.json) refuses is answered
+with an RFC 9457 400 and kept in ``violations``, an answer off the spec lands in ``response_problems``, so a
+test can assert there were none.
 
 From pytest::
 
@@ -10,30 +11,27 @@ From pytest::
         env = {"RUNPOD_API_URL": api.url, "RUNPOD_API_KEY": api.api_key}
         api.fail_next(429)             # one-shot error, then normal service
         ...
-        assert api.violations == [] and not api.writes
+        assert api.violations == [] and api.response_problems == [] and not api.writes
 
 As a process (e.g. a Molecule prepare step)::
 
     python tests/fakes/runpod_api.py --port 8089 --api-key test-key
 
 then ``GET /_fake/log``, ``GET /_fake/violations``, ``POST /_fake/fail_next {"status": 503}`` and
-``POST /_fake/reset`` inspect and steer it (those paths are the fake's own, outside the contract).
+``POST /_fake/reset`` inspect and steer it (those paths are the fake's own, outside the contract; see
+:mod:`base`).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import re
 import secrets
 import string
-import threading
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
-from contract import Contract, ContractViolation
+from base import FakeApi, Fault, argument_parser, serve, utc_now
+from contract import ContractViolation
 
 DEFAULT_API_KEY = "rpa_fake_0123456789"
 
@@ -55,126 +53,56 @@ DEFAULT_GPUS = [
 CONTAINER_KEYS = ("image", "args", "disk", "ports", "env", "registry")
 
 
-class Problem(Exception):
+class Problem(Fault):
     """An RFC 9457 error answer."""
 
     TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 422: "Unprocessable Entity",
               429: "Too Many Requests", 503: "Service Unavailable"}
 
-    def __init__(self, status: int, detail: str, errors: list[str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.errors = status, detail, errors
-        self.retry_after = "0"
+    def __init__(self, status: int, detail: str, errors: list[str] | None = None, headers: dict | None = None) -> None:
+        super().__init__(status, detail, headers)
+        self.errors = errors
 
     def body(self) -> dict:
-        body = {"title": self.TITLES.get(self.status, "Error"), "status": self.status, "detail": self.detail}
+        body = {"title": self.TITLES.get(self.status, "Error"), "status": self.status, "detail": self.message}
         if self.errors:
             body["errors"] = self.errors
         return body
 
 
-class FakeRunpod:
+class FakeRunpod(FakeApi):
     """The fake API's state and server; thread-safe, one instance per test or process."""
+
+    spec_file = "runpod-rest-v2.openapi.json"
+    prefix = "/v2"
+    fault = Problem
+    unauthorized = "invalid api key"
 
     def __init__(self, api_key: str = DEFAULT_API_KEY, host: str = "127.0.0.1", port: int = 0,
                  gpus: list[tuple] | None = None) -> None:
-        self.api_key = api_key
-        self.contract = Contract("runpod-rest-v2.openapi.json")
         self.gpus = gpu_catalog(gpus or DEFAULT_GPUS)
-        self.lock = threading.RLock()
-        self.server = ThreadingHTTPServer((host, port), _Handler)
-        self.server.fake = self
-        self.thread: threading.Thread | None = None
-        self.reset()
+        super().__init__(api_key, host=host, port=port)
 
-    # -- lifecycle ---------------------------------------------------------------------------
     @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/v2"
+    def api_key(self) -> str:
+        return self.token
 
-    def start(self) -> FakeRunpod:
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-runpod", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> FakeRunpod:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    # -- what tests steer and inspect --------------------------------------------------------
     def reset(self) -> None:
+        """No templates or endpoints, an empty log."""
         with self.lock:
+            super().reset()
             self.templates: dict[str, dict] = {}
             self.endpoints: dict[str, dict] = {}
-            self.log: list[dict] = []
-            self.violations: list[str] = []
-            self.failures: list[dict] = []
 
-    def fail_next(self, status: int = 429, times: int = 1, method: str | None = None, path: str | None = None,
-                  retry_after: str = "0") -> None:
-        """Answer the next ``times`` matching requests with ``status`` (429/5xx), then serve normally."""
-        with self.lock:
-            self.failures.append(dict(status=status, times=times, method=method, path=path,
-                                      retry_after=retry_after))
+    def contract_fault(self, violation: ContractViolation) -> Problem:
+        return Problem(400, "request violates the RunPod v2 contract", [str(violation)])
 
-    @property
-    def writes(self) -> list[dict]:
-        return [entry for entry in self.log if entry["method"] != "GET"]
+    def content_type(self, status: int) -> str:
+        return "application/problem+json" if status >= 400 else "application/json"
 
-    def clear_log(self) -> None:
-        with self.lock:
-            self.log.clear()
-
-    # -- request handling --------------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, headers: dict[str, str],
-               raw_body: bytes) -> tuple[int, object, dict[str, str]]:
-        """Answer one request: (status, JSON body or None, extra headers)."""
-        path = urlsplit(raw_path).path
-        extra_headers = {}
-        with self.lock:
-            entry = {"method": method, "path": path, "body": None, "status": None}
-            self.log.append(entry)
-            try:
-                body = json.loads(raw_body) if raw_body else None
-                entry["body"] = body
-                try:
-                    self.contract.validate(method, raw_path, headers, raw_body)
-                except ContractViolation as exc:
-                    self.violations.append(str(exc))
-                    raise Problem(400, "request violates the RunPod v2 contract", [str(exc)]) from None
-                self._injected_failure(method, path)
-                if headers.get("Authorization") != f"Bearer {self.api_key}":
-                    raise Problem(401, "invalid api key")
-                status, answer = self._route(method, path, body)
-            except Problem as problem:
-                status, answer = problem.status, problem.body()
-                if problem.status in (429, 503):
-                    extra_headers["Retry-After"] = problem.retry_after
-            except ValueError as exc:
-                status, answer = 400, Problem(400, f"invalid JSON: {exc}").body()
-            entry["status"] = status
-            return status, answer, extra_headers
-
-    def _injected_failure(self, method: str, path: str) -> None:
-        for failure in self.failures:
-            if failure["method"] in (None, method) and (failure["path"] is None or path.startswith(failure["path"])):
-                failure["times"] -= 1
-                if failure["times"] <= 0:
-                    self.failures.remove(failure)
-                problem = Problem(failure["status"], "injected failure")
-                problem.retry_after = str(failure["retry_after"])
-                raise problem
-
-    def _route(self, method: str, path: str, body: dict | None) -> tuple[int, object]:
-        match = re.fullmatch(r"/v2/(templates|serverless)(?:/([^/]+))?", path)
-        if path == "/v2/catalog/gpus" and method == "GET":
+    def route(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, object]:
+        match = re.fullmatch(r"/(templates|serverless)(?:/([^/]+))?", path)
+        if path == "/catalog/gpus" and method == "GET":
             return 200, {"gpus": copy.deepcopy(self.gpus)}
         if not match:
             raise Problem(404, f"{method} {path} is not served by this fake")
@@ -236,7 +164,7 @@ class FakeRunpod:
             gpu=gpu, workers=dict({"min": 0, "max": 3, "idleTimeout": 10}, **body.get("workers", {})),
             scaling=body["scaling"], dataCenterIds=body.get("dataCenterIds", []),
             networkVolumes=body.get("networkVolumes", []), timeout=body.get("timeout", 300000),
-            flashboot=body.get("flashboot", "OFF"), createdAt=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            flashboot=body.get("flashboot", "OFF"), createdAt=utc_now(),
         )
         self._check_endpoint(endpoint, body)
         return endpoint
@@ -327,63 +255,12 @@ def _request_urls(endpoint_id: str, endpoint_type: str) -> dict:
             "retry": f"{api}/retry/{{job_id}}", "purgeQueue": f"{api}/purge-queue", "health": f"{api}/health"}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        fake: FakeRunpod = self.server.fake
-        raw_body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.startswith("/_fake/"):
-            status, answer = self._control(fake, raw_body)
-            return self._send(status, answer)
-        return self._send(*fake.handle(self.command, self.path, dict(self.headers.items()), raw_body))
-
-    def _send(self, status: int, answer: object, extra_headers: dict | None = None) -> None:
-        data = b"" if answer is None else json.dumps(answer).encode()
-        self.send_response(status)
-        if data:
-            content_type = "application/problem+json" if status >= 400 else "application/json"
-            self.send_header("Content-Type", content_type)
-        for name, value in (extra_headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _control(self, fake: FakeRunpod, raw_body: bytes) -> tuple[int, object]:
-        action = self.path[len("/_fake/"):]
-        if self.command == "GET" and action == "log":
-            return 200, fake.log
-        if self.command == "GET" and action == "violations":
-            return 200, fake.violations
-        if self.command == "POST" and action == "fail_next":
-            fake.fail_next(**json.loads(raw_body or b"{}"))
-            return 204, None
-        if self.command == "POST" and action == "reset":
-            fake.reset()
-            return 204, None
-        return 404, Problem(404, f"no control action {self.command} {action}").body()
-
-    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
-
-    def log_message(self, *args) -> None:  # keep pytest and Molecule output quiet
-        pass
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8089)
+def main(argv: list[str] | None = None) -> None:
+    parser = argument_parser(__doc__.split("\n\n")[0], port=8089)
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
-    args = parser.parse_args()
-    fake = FakeRunpod(api_key=args.api_key, host=args.host, port=args.port)
-    print(f"fake RunPod API v2 at {fake.url} (key {args.api_key})", flush=True)
-    try:
-        fake.server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.server.server_close()
+    args = parser.parse_args(argv)
+    serve(FakeRunpod(api_key=args.api_key, host=args.host, port=args.port),
+          f"fake RunPod API v2 at {{url}} (key {args.api_key})")
 
 
 if __name__ == "__main__":

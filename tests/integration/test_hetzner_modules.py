@@ -84,12 +84,12 @@ def test_storagebox_configure_rerun_check_and_diff(tmp_path, fake):
     assert box["protection"] == {"delete": True} and box["labels"] == {"app": "immich"}
     assert result["diff"]["before"]["snapshot_plan"] is None
 
-    fake.reset_log()
+    fake.clear_log()
     _, changed = play.run("storagebox", BOX)
     assert changed == 0
-    assert fake.writes == [] and fake.requests, "a second run only reads"
+    assert fake.writes == [] and fake.log, "a second run only reads"
 
-    fake.reset_log()
+    fake.clear_log()
     result, changed = play.run("storagebox", dict(BOX, snapshot_plan={"enabled": False},
                                                   access_settings={"webdav_enabled": True}), "--check", "--diff")
     assert changed == 1
@@ -110,7 +110,7 @@ def test_subaccount_lifecycle(tmp_path, fake):
     assert fake.subaccounts[sub_id]["home_directory"] == "immich"
     assert fake.passwords[("subaccount", sub_id)] == PASSWORD
 
-    fake.reset_log()
+    fake.clear_log()
     _, changed = play.run("storagebox_subaccount", SUBACCOUNT, "--diff")
     assert changed == 0 and fake.writes == []
 
@@ -127,7 +127,7 @@ def test_subaccount_lifecycle(tmp_path, fake):
     absent = {"storagebox_id": 1, "name": "immich", "state": "absent"}
     _, changed = play.run("storagebox_subaccount", absent, "--diff")
     assert changed == 1 and sub_id not in fake.subaccounts
-    fake.reset_log()
+    fake.clear_log()
     _, changed = play.run("storagebox_subaccount", absent)
     assert changed == 0 and fake.writes == []
     play.assert_no_secrets()
@@ -135,14 +135,15 @@ def test_subaccount_lifecycle(tmp_path, fake):
 
 def test_info_and_retried_rate_limit(tmp_path, fake):
     fake.add_subaccount(1, {"name": "restic", "home_directory": "restic"})
-    fake.fail_next(429, method="GET", path="/storage_boxes")
+    fake.fail_next(429, method="GET", path="/v1/storage_boxes")
     play = Playbook(tmp_path, fake)
     result, changed = play.run("storagebox_info", {"name": "photos"})
     assert changed == 0
     [box] = result["storageboxes"]
     assert box["access_settings"]["samba_enabled"] is True
     assert [s["name"] for s in box["subaccounts"]] == ["restic"]
-    assert [r["path"] for r in fake.requests][:2] == ["/storage_boxes", "/storage_boxes"], "429 retried"
+    assert [(r["path"], r["status"]) for r in fake.log][:2] == [("/v1/storage_boxes", 429),
+                                                                 ("/v1/storage_boxes", 200)], "429 retried"
     play.assert_no_secrets()
 
 
@@ -152,7 +153,7 @@ def test_refused_input_and_failed_action_give_clear_messages(tmp_path, fake):
     assert "must not start with '/'" in result["msg"]
     result, _ = play.run("storagebox_subaccount", dict(SUBACCOUNT, password="too-short"), fails=True)
     assert result["msg"].startswith("password does not meet the Storage Box password policy")
-    assert fake.requests == [], "refused before any call"
+    assert fake.log == [], "refused before any call"
 
     fake.fail_next_action("locked", "Storage Box is locked by a running action")
     result, _ = play.run("storagebox", {"name": "photos", "delete_protection": True}, fails=True)

@@ -7,7 +7,6 @@ met the vendor's spec, and neither the API key nor a secret env value appears in
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -19,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from openapi_core import Config, OpenAPI
 from runpod_api import FakeRunpod
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,6 +91,7 @@ class Run:
 def runpod():
     with FakeRunpod() as api:
         yield api
+        assert api.response_problems == [], "answers of the fake that break the spec"
 
 
 @pytest.fixture
@@ -162,34 +161,15 @@ def test_lifecycle_through_ansible_playbook(runpod, playbook):
 
 
 # -- the fake itself ---------------------------------------------------------------------------
-@dataclass
-class _Answer:
-    """The response protocol openapi-core validates."""
-
-    data: bytes
-    status_code: int
-    content_type: str
-    headers: dict
-
-
 def test_fake_answers_in_the_spec_shapes(runpod):
-    spec = OpenAPI.from_dict(runpod.contract.spec, config=Config(
-        spec_validator_cls=None, extra_media_type_deserializers={"application/problem+json": json.loads}))
-    from contract import _Request  # the request protocol the contract validator already defines
-    from openapi_core.datatypes import RequestParameters
-    from werkzeug.datastructures import Headers
-
     headers = {"Authorization": f"Bearer {runpod.api_key}"}
 
     def call(method, path, body=None, expect=200):
         answer = requests.request(method, runpod.url + path, json=body, headers=headers, timeout=10)
         assert answer.status_code == expect, answer.text
-        request = _Request(runpod.contract.host_url, "/v2" + path, method.lower(),
-                           json.dumps(body).encode() if body is not None else None, "application/json",
-                           RequestParameters(header=Headers(headers)))
-        result = spec.unmarshal_response(request, _Answer(answer.content, answer.status_code,
-                                                          answer.headers.get("Content-Type", ""), dict(answer.headers)))
-        assert not result.errors, [str(e) for e in result.errors]
+        # As the client received it (the fake checks its answers before sending them, too).
+        runpod.contract.validate_response(method, "/v2" + path, answer.status_code, dict(answer.headers),
+                                          answer.content)
         return answer.json() if answer.content else None
 
     template = call("POST", "/templates", {"name": "t", "image": "img", "serverless": True}, 201)

@@ -9,6 +9,9 @@
     ...
     session.assert_done()
 
+or in one go, the client's sleeps recorded: ``client, session, sleeps = scripted_client(HetznerClient, url, calls)``.
+Modules run in-process are scripted the same way through tests/unit/module_harness.py.
+
 A call that is not the next one expected, or has another body, fails the test at once with both shown.
 """
 
@@ -79,3 +82,10 @@ class ScriptedSession:
 
     def assert_done(self) -> None:
         assert not self.expected, f"calls never made: {[(c.method, c.path) for c in self.expected]}"
+
+
+def scripted_client(client_class: type, base_url: str, calls: list[Call], token: str = "unit-test-token",
+                    **kwargs: Any) -> tuple[Any, ScriptedSession, list[float]]:
+    """(client, session, sleeps): an ``_api.ApiClient`` subclass answered by ``calls``, its sleeps recorded."""
+    session, sleeps = ScriptedSession(calls), []
+    return client_class(base_url, token, session=session, sleep=sleeps.append, **kwargs), session, sleeps

@@ -11,20 +11,19 @@ from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (
     partial_update,
     password_problem,
 )
-from http_calls import Call, ScriptedSession
+from hetzner_calls import API_URL
+from hetzner_calls import action as action_object
+from http_calls import Call, ScriptedSession, scripted_client
 
 BOX_PAGE = {"page": 1, "per_page": 50}
 
 
 def client_for(calls: list[Call], **kwargs) -> tuple[HetznerClient, ScriptedSession, list[float]]:
-    session, slept = ScriptedSession(calls), []
-    client = HetznerClient("https://api.hetzner.test", "token", session=session, sleep=slept.append, **kwargs)
-    return client, session, slept
+    return scripted_client(HetznerClient, API_URL, calls, **kwargs)
 
 
 def action(action_id: int, status: str, error: dict | None = None) -> dict:
-    return {"action": {"id": action_id, "command": "enable_snapshot_plan", "status": status, "progress": 0,
-                       "started": "2026-11-25T10:00:00Z", "finished": None, "resources": [], "error": error}}
+    return {"action": action_object(action_id, status, "enable_snapshot_plan", error)}
 
 
 def test_error_message_has_vendor_code_and_invalid_fields():

@@ -12,14 +12,14 @@ from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (
     public_view,
     request_url,
 )
-from http_calls import Call, ScriptedSession
+from http_calls import Call, scripted_client
 
 BASE = "https://api.runpod.io/v2"
 
 
-def client(calls, sleeps=None):
-    session = ScriptedSession(calls)
-    return RunpodClient(BASE, "rpa_key", session=session, sleep=(sleeps if sleeps is not None else []).append), session
+def client(calls):
+    """(client, session, sleeps)"""
+    return scripted_client(RunpodClient, BASE, calls)
 
 
 @pytest.mark.parametrize("body, message", [
@@ -34,7 +34,7 @@ def client(calls, sleeps=None):
 ])
 def test_rfc9457_bodies_become_one_line(body, message):
     status = body["status"] if isinstance(body, dict) else 400
-    api, _ = client([Call("PATCH", "/v2/serverless/e1").returns(status, body)])
+    api, _, _ = client([Call("PATCH", "/v2/serverless/e1").returns(status, body)])
     with pytest.raises(ApiError) as error:
         api.patch("/serverless/e1", {"name": "x"})
     assert str(error.value) == message
@@ -42,7 +42,7 @@ def test_rfc9457_bodies_become_one_line(body, message):
 
 def test_lists_are_unwrapped_and_found_by_name():
     items = [{"id": "a", "name": "one"}, {"id": "b", "name": "two"}]
-    api, session = client([Call("GET", "/v2/serverless").returns(200, {"endpoints": items}),
+    api, session, _ = client([Call("GET", "/v2/serverless").returns(200, {"endpoints": items}),
                            Call("GET", "/v2/templates").returns(200, {"templates": []})])
     assert api.find("serverless", "two") == items[1]
     assert api.find("templates", "two") is None
@@ -51,16 +51,15 @@ def test_lists_are_unwrapped_and_found_by_name():
 
 def test_duplicate_names_are_refused():
     items = [{"id": "a", "name": "x"}, {"id": "b", "name": "x"}]
-    api, _ = client([Call("GET", "/v2/serverless").returns(200, {"endpoints": items})])
+    api, _, _ = client([Call("GET", "/v2/serverless").returns(200, {"endpoints": items})])
     with pytest.raises(ApiError, match="2 endpoints are named 'x' \\(ids a, b\\)"):
         api.find("serverless", "x")
 
 
 def test_429_and_5xx_are_retried_with_backoff_then_reported():
-    sleeps = []
     calls = [Call("GET", "/v2/catalog/gpus").returns(429, None, {"Retry-After": "3"})]
     calls += [Call("GET", "/v2/catalog/gpus").returns(503, None) for _ in range(5)]
-    api, session = client(calls, sleeps)
+    api, session, sleeps = client(calls)
     with pytest.raises(ApiError, match="GET /catalog/gpus failed: 503: no body \\(gave up after 6 attempts\\)"):
         api.gpu_types()
     assert sleeps == [3.0, 2.0, 4.0, 8.0, 16.0]

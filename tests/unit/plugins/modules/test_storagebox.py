@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.selfhost.immich.plugins.modules import storagebox
-from hetzner_harness import action_calls, box, listing, run_module
+from hetzner_calls import action_calls, box, listing
 from http_calls import Call
 
 # `-k hetzner` selects these with the client and integration tests.
@@ -27,8 +27,8 @@ def find_by_name(found: dict | None) -> Call:
         200, listing([found] if found else []))
 
 
-def test_configure_sends_one_call_per_changed_setting(monkeypatch):
-    result, session = run_module(monkeypatch, storagebox.main, ARGS, [
+def test_configure_sends_one_call_per_changed_setting(run_hetzner):
+    result, session, _ = run_hetzner(storagebox, ARGS, [
         find_by_name(box()),
         Call("PUT", "/storage_boxes/1", body={"labels": {"app": "immich"}}).returns(200, {"storage_box": box()}),
         *action_calls("POST", "/storage_boxes/1/actions/change_protection", {"delete": True}, 11),
@@ -46,15 +46,15 @@ def test_configure_sends_one_call_per_changed_setting(monkeypatch):
         "access_settings": CONFIGURED["access_settings"], "snapshot_plan": PLAN}
 
 
-def test_second_run_only_reads(monkeypatch):
-    result, session = run_module(monkeypatch, storagebox.main, ARGS, [find_by_name(CONFIGURED)])
+def test_second_run_only_reads(run_hetzner):
+    result, session, _ = run_hetzner(storagebox, ARGS, [find_by_name(CONFIGURED)])
     assert result["changed"] is False
     assert result["diff"]["before"] == result["diff"]["after"]
     assert session.writes == []
 
 
-def test_check_mode_predicts_without_writing(monkeypatch):
-    result, session = run_module(monkeypatch, storagebox.main, ARGS, [find_by_name(box())], check_mode=True)
+def test_check_mode_predicts_without_writing(run_hetzner):
+    result, session, _ = run_hetzner(storagebox, ARGS, [find_by_name(box())], check_mode=True)
     assert result["changed"] is True
     assert session.writes == []
     assert result["storagebox"]["access_settings"]["ssh_enabled"] is True
@@ -62,10 +62,10 @@ def test_check_mode_predicts_without_writing(monkeypatch):
     assert result["diff"]["after"]["protection"] == {"delete": True}
 
 
-def test_access_settings_are_a_partial_update(monkeypatch):
+def test_access_settings_are_a_partial_update(run_hetzner):
     current = box(access_settings=dict(box()["access_settings"], webdav_enabled=True, samba_enabled=True))
     args = {"id": 1, "access_settings": {"ssh_enabled": True, "webdav_enabled": True}}
-    result, _ = run_module(monkeypatch, storagebox.main, args, [
+    result, _, _ = run_hetzner(storagebox, args, [
         Call("GET", "/storage_boxes/1").returns(200, {"storage_box": current}),
         *action_calls("POST", "/storage_boxes/1/actions/update_access_settings", {"ssh_enabled": True}, 11),
         Call("GET", "/storage_boxes/1").returns(200, {"storage_box": current}),
@@ -75,9 +75,8 @@ def test_access_settings_are_a_partial_update(monkeypatch):
     assert result["diff"]["after"]["access_settings"]["samba_enabled"] is True
 
 
-def test_rename_by_id_and_disable_snapshot_plan(monkeypatch):
-    result, _ = run_module(monkeypatch, storagebox.main,
-                           {"id": 1, "name": "archive", "snapshot_plan": {"enabled": False}}, [
+def test_rename_by_id_and_disable_snapshot_plan(run_hetzner):
+    result, _, _ = run_hetzner(storagebox, {"id": 1, "name": "archive", "snapshot_plan": {"enabled": False}}, [
         Call("GET", "/storage_boxes/1").returns(200, {"storage_box": box(snapshot_plan=PLAN)}),
         Call("PUT", "/storage_boxes/1", body={"name": "archive"}).returns(200, {"storage_box": box()}),
         *action_calls("POST", "/storage_boxes/1/actions/disable_snapshot_plan", None, 11),
@@ -87,15 +86,15 @@ def test_rename_by_id_and_disable_snapshot_plan(monkeypatch):
     assert result["diff"]["after"]["snapshot_plan"] is None
 
 
-def test_disabled_plan_that_is_already_off_changes_nothing(monkeypatch):
-    result, _ = run_module(monkeypatch, storagebox.main, {"name": "photos", "snapshot_plan": {"enabled": False}},
-                           [find_by_name(box())])
+def test_disabled_plan_that_is_already_off_changes_nothing(run_hetzner):
+    result, _, _ = run_hetzner(storagebox, {"name": "photos", "snapshot_plan": {"enabled": False}},
+                               [find_by_name(box())])
     assert result["changed"] is False
 
 
-def test_changed_weekday_replaces_the_plan(monkeypatch):
+def test_changed_weekday_replaces_the_plan(run_hetzner):
     args = {"name": "photos", "snapshot_plan": dict(ARGS["snapshot_plan"], day_of_week=7)}
-    run_module(monkeypatch, storagebox.main, args, [
+    run_hetzner(storagebox, args, [
         find_by_name(box(snapshot_plan=PLAN)),
         *action_calls("POST", "/storage_boxes/1/actions/enable_snapshot_plan",
                       {"max_snapshots": 14, "minute": 30, "hour": 3, "day_of_week": 7}, 11),
@@ -103,10 +102,10 @@ def test_changed_weekday_replaces_the_plan(monkeypatch):
     ])
 
 
-def test_vendor_error_is_one_clear_message(monkeypatch):
+def test_vendor_error_is_one_clear_message(run_hetzner):
     error = {"error": {"code": "invalid_input", "message": "invalid input in field 'labels'",
                        "details": {"fields": [{"name": "labels", "messages": ["label key is invalid"]}]}}}
-    result, _ = run_module(monkeypatch, storagebox.main, {"name": "photos", "labels": {"-bad": "x"}}, [
+    result, _, _ = run_hetzner(storagebox, {"name": "photos", "labels": {"-bad": "x"}}, [
         find_by_name(box()),
         Call("PUT", "/storage_boxes/1", body={"labels": {"-bad": "x"}}).returns(400, error),
     ], fails=True)
@@ -116,8 +115,8 @@ def test_vendor_error_is_one_clear_message(monkeypatch):
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_rate_limit_and_unavailable_are_retried(monkeypatch, status):
-    result, _ = run_module(monkeypatch, storagebox.main, {"name": "photos"}, [
+def test_rate_limit_and_unavailable_are_retried(run_hetzner, status):
+    result, _, _ = run_hetzner(storagebox, {"name": "photos"}, [
         Call("GET", "/storage_boxes", params={"name": "photos", "page": 1, "per_page": 50})
         .returns(status, {"error": {"code": "rate_limit_exceeded", "message": "try later"}}),
         find_by_name(box()),
@@ -125,8 +124,8 @@ def test_rate_limit_and_unavailable_are_retried(monkeypatch, status):
     assert result["changed"] is False
 
 
-def test_failed_action_fails_the_module(monkeypatch):
-    result, _ = run_module(monkeypatch, storagebox.main, {"name": "photos", "delete_protection": True}, [
+def test_failed_action_fails_the_module(run_hetzner):
+    result, _, _ = run_hetzner(storagebox, {"name": "photos", "delete_protection": True}, [
         find_by_name(box()),
         Call("POST", "/storage_boxes/1/actions/change_protection", body={"delete": True})
         .returns(201, {"action": {"id": 11, "command": "change_protection", "status": "running", "progress": 0,
@@ -139,15 +138,15 @@ def test_failed_action_fails_the_module(monkeypatch):
                              "(action 11, change_protection)")
 
 
-def test_missing_box_is_reported_not_created(monkeypatch):
-    result, session = run_module(monkeypatch, storagebox.main, {"name": "photos"}, [find_by_name(None)], fails=True)
+def test_missing_box_is_reported_not_created(run_hetzner):
+    result, session, _ = run_hetzner(storagebox, {"name": "photos"}, [find_by_name(None)], fails=True)
     assert "No Storage Box named 'photos'" in result["msg"]
     assert session.writes == []
 
 
-def test_missing_requests_library(monkeypatch):
+def test_missing_requests_library(run_hetzner, monkeypatch):
     from ansible_collections.selfhost.immich.plugins.module_utils import _hetzner
 
     monkeypatch.setattr(_hetzner, "REQUESTS_IMPORT_ERROR", "Traceback: No module named 'requests'")
-    result, _ = run_module(monkeypatch, storagebox.main, {"name": "photos"}, [], fails=True)
+    result, _, _ = run_hetzner(storagebox, {"name": "photos"}, [], fails=True)
     assert "Failed to import the required Python library (requests)" in result["msg"]

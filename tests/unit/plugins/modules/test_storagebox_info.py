@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.selfhost.immich.plugins.modules import storagebox_info
-from hetzner_harness import box, listing, run_module, subaccount
+from hetzner_calls import box, listing, subaccount
 from http_calls import Call, ScriptedSession
 
 # `-k hetzner` selects these with the client and integration tests.
 pytestmark = pytest.mark.hetzner
 
 
-def test_all_boxes_across_pages_with_subaccounts(monkeypatch):
-    result, session = run_module(monkeypatch, storagebox_info.main, {}, [
+def test_all_boxes_across_pages_with_subaccounts(run_hetzner):
+    result, session, _ = run_hetzner(storagebox_info, {}, [
         Call("GET", "/storage_boxes", params={"page": 1, "per_page": 50})
         .returns(200, listing([box()], page=1, next_page=2)),
         Call("GET", "/storage_boxes", params={"page": 2, "per_page": 50})
@@ -27,16 +27,16 @@ def test_all_boxes_across_pages_with_subaccounts(monkeypatch):
     assert session.writes == []
 
 
-def test_label_selector_is_passed_on(monkeypatch):
-    result, _ = run_module(monkeypatch, storagebox_info.main, {"label_selector": "app=immich"}, [
+def test_label_selector_is_passed_on(run_hetzner):
+    result, _, _ = run_hetzner(storagebox_info, {"label_selector": "app=immich"}, [
         Call("GET", "/storage_boxes", params={"label_selector": "app=immich", "page": 1, "per_page": 50})
         .returns(200, listing([])),
     ])
     assert result["storageboxes"] == []
 
 
-def test_unknown_id_gives_an_empty_list(monkeypatch):
-    result, _ = run_module(monkeypatch, storagebox_info.main, {"id": 7}, [
+def test_unknown_id_gives_an_empty_list(run_hetzner):
+    result, _, _ = run_hetzner(storagebox_info, {"id": 7}, [
         Call("GET", "/storage_boxes/7").returns(404, {"error": {"code": "not_found", "message": "not found"}}),
     ])
     assert result["storageboxes"] == []
@@ -48,12 +48,12 @@ class HeaderRecordingSession(ScriptedSession):
         return super().request(method, url, headers=headers, **kwargs)
 
 
-def test_token_falls_back_to_hcloud_token(monkeypatch):
+def test_token_falls_back_to_hcloud_token(run_hetzner, monkeypatch):
     monkeypatch.delenv("HETZNER_API_TOKEN", raising=False)
     monkeypatch.setenv("HCLOUD_TOKEN", "from-hcloud-env")
     session = HeaderRecordingSession([
         Call("GET", "/storage_boxes/1").returns(200, {"storage_box": box()}),
         Call("GET", "/storage_boxes/1/subaccounts").returns(200, {"subaccounts": []}),
     ])
-    run_module(monkeypatch, storagebox_info.main, {"id": 1, "api_token": None}, [], session=session)
+    run_hetzner(storagebox_info, {"id": 1, "api_token": None}, [], session=session)
     assert session.authorization == "Bearer from-hcloud-env"

@@ -1,55 +1,20 @@
-"""Run a Hetzner module's main() in-process against a ScriptedSession (the usual ansible unit-test pattern).
+"""Hetzner Storage Box answers and scripted calls for the unit tests (client and modules).
 
-    result = run_module(storagebox.main, {"name": "photos"}, [Call("GET", "/storage_boxes", ...).returns(...)])
-
-``run_module`` patches the module args, exit_json/fail_json (raising ModuleExit with the result), the
-requests.Session the client builds and the client's sleep; it asserts every scripted call was made.
+The API is reached at ``API_URL`` with ``TOKEN``, so scripted paths have no ``/v1`` prefix.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-from ansible_collections.selfhost.immich.plugins.module_utils import _api, _hetzner
-from http_calls import Call, ScriptedSession
+from http_calls import Call
 
 API_URL = "https://api.hetzner.test"
 TOKEN = "unit-test-token-Secret1!"
-
-
-class ModuleExit(Exception):
-    def __init__(self, result: dict, failed: bool) -> None:
-        super().__init__(result.get("msg"))
-        self.result, self.failed = result, failed
-
-
-def _exit_json(self, **result: Any) -> None:
-    raise ModuleExit(result, failed=False)
-
-
-def _fail_json(self, msg: str, **result: Any) -> None:
-    raise ModuleExit(dict(result, msg=msg, failed=True), failed=True)
-
-
-def run_module(monkeypatch: pytest.MonkeyPatch, main, args: dict, calls: list[Call], check_mode: bool = False,
-               fails: bool = False, session: ScriptedSession | None = None) -> tuple[dict, ScriptedSession]:
-    """main() with ``args`` (plus api_url/api_token) must make exactly ``calls``; returns (result, session)."""
-    session = session or ScriptedSession(calls)
-    monkeypatch.setattr(_api.requests, "Session", lambda: session)
-    monkeypatch.setattr(_hetzner, "sleep", lambda seconds: None)
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", _exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", _fail_json)
-    # An argument given as None is left out, so an env fallback can be tested with {"api_token": None}.
-    module_args = {k: v for k, v in dict(dict(api_url=API_URL, api_token=TOKEN), **args).items() if v is not None}
-    module_args.update(_ansible_check_mode=check_mode, _ansible_diff=True)
-    with patch_module_args(module_args), pytest.raises(ModuleExit) as raised:
-        main()
-    assert raised.value.failed == fails, raised.value.result
-    session.assert_done()
-    return raised.value.result, session
+#: What the connection options default to in a module run (the run_hetzner fixture).
+MODULE_DEFAULTS = {"api_url": API_URL, "api_token": TOKEN}
+#: Environment a module would fall back to; cleared so only what a test gives counts.
+ENV = ("HETZNER_API_TOKEN", "HCLOUD_TOKEN", "HETZNER_API_URL")
 
 
 def action(action_id: int, status: str = "running", command: str = "some_action", error: dict | None = None) -> dict:

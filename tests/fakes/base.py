@@ -1,0 +1,255 @@
+"""What the API fakes in tests/fakes/ share: a threaded HTTP server, the request log, contract checks of every
+request and answer, injected failures, the ``/_fake/`` control paths and the command line.
+
+A vendor fake subclasses :class:`FakeApi`, names its spec, path prefix and error class (a :class:`Fault`
+that renders the vendor's error body) and implements :meth:`FakeApi.route`. Each request is then, in order:
+logged; checked against the spec (a violation is recorded in ``violations`` and refused with
+:meth:`FakeApi.contract_fault`); checked for the bearer token (401); answered with an injected failure if one
+is pending (:meth:`FakeApi.fail_next`); routed. Every answer to a request that met the spec is checked against
+the spec too: an answer the real API would not give is recorded in ``response_problems`` (a bug of the fake).
+
+Control paths, outside every vendor's API (for a fake run as a process, e.g. by Molecule):
+``GET /_fake/log``, ``GET /_fake/violations``, ``GET /_fake/response_problems``,
+``POST /_fake/fail_next {"status": 503, ...}`` (the arguments of :meth:`FakeApi.fail_next`), ``POST /_fake/reset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from datetime import UTC, datetime
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from contract import Contract, ContractViolation
+
+CONTROL_PREFIX = "/_fake/"
+
+
+class Fault(Exception):
+    """An error answer; a vendor subclass renders its error body in :meth:`body`."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, dict(headers or {})
+
+    def body(self) -> Any:
+        raise NotImplementedError
+
+
+@cache
+def load_contract(spec_file: str) -> Contract:
+    """One parsed spec per file and process (parsing takes a while; a fake is started in many tests)."""
+    return Contract(spec_file)
+
+
+def utc_now() -> str:
+    """A timestamp as the vendors write them: 2026-11-25T10:00:00Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeApi:
+    """The server and bookkeeping of one fake; thread-safe, one instance per test or process."""
+
+    spec_file: str = ""       # file in the contracts directory
+    prefix: str = ""          # path prefix of the API in URLs, e.g. "/v1"
+    fault: type[Fault] = Fault
+    unauthorized = "invalid token"
+
+    def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.token, self.host, self.port = token, host, port
+        self.contract = load_contract(self.spec_file)  # loaded now, not while the first request waits
+        self.lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self.reset()
+
+    # -- hooks -------------------------------------------------------------------------------
+    def route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
+        """Answer a valid, authenticated request: (status, JSON answer or None). ``path`` is after the prefix."""
+        raise NotImplementedError
+
+    def contract_fault(self, violation: ContractViolation) -> Fault:
+        """The answer to a request that breaks the spec."""
+        return self.fault(404 if violation.unknown_path else 400, str(violation))
+
+    def content_type(self, status: int) -> str:
+        return "application/json"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.prefix}"
+
+    def start(self) -> FakeApi:
+        self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
+        self._server.fake = self
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeApi:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- what tests steer and inspect --------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the log, the recorded problems and pending failures (subclasses also reset their state)."""
+        with self.lock:
+            self.log: list[dict] = []                # every request: method, path, query, body, status
+            self.violations: list[str] = []          # requests the real API would refuse
+            self.response_problems: list[str] = []   # answers of this fake that break the spec (a fake bug)
+            self.failures: list[dict] = []
+
+    @property
+    def writes(self) -> list[dict]:
+        return [entry for entry in self.log if entry["method"] != "GET"]
+
+    def clear_log(self) -> None:
+        with self.lock:
+            self.log.clear()
+
+    def fail_next(self, status: int = 503, times: int = 1, method: str | None = None, path: str | None = None,
+                  retry_after: str | None = "0", headers: dict | None = None) -> None:
+        """Answer the next ``times`` requests matching ``method`` and the URL path prefix ``path`` (with the
+        API prefix, e.g. "/v2/serverless") with ``status``, then serve normally. A 429 or 503 carries
+        ``Retry-After: retry_after`` (None: no such header)."""
+        headers = dict(headers or {})
+        if status in (429, 503) and retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        with self.lock:
+            self.failures.append(dict(status=status, times=times, method=method, path=path, headers=headers))
+
+    # -- one request -------------------------------------------------------------------------
+    def handle(self, method: str, raw_path: str, headers: dict[str, str],
+               raw_body: bytes | None) -> tuple[int, Any, dict[str, str]]:
+        """Answer one request: (status, JSON answer or None, response headers)."""
+        parts = urlsplit(raw_path)
+        with self.lock:
+            entry = {"method": method, "path": parts.path,
+                     "query": {k: v[-1] for k, v in parse_qs(parts.query).items()}, "body": _decode(raw_body),
+                     "status": None}
+            self.log.append(entry)
+            met_contract = False
+            try:
+                try:
+                    self.contract.validate(method, raw_path, headers, raw_body)
+                except ContractViolation as exc:
+                    self.violations.append(str(exc))
+                    raise self.contract_fault(exc) from None
+                met_contract = True
+                if headers.get("Authorization") != f"Bearer {self.token}":
+                    raise self.fault(401, self.unauthorized)
+                self._injected_failure(method, parts.path)
+                status, answer = self.route(method, parts.path.removeprefix(self.prefix), entry["query"],
+                                            entry["body"])
+                extra: dict[str, str] = {}
+            except Fault as fault:
+                status, answer, extra = fault.status, fault.body(), fault.headers
+            entry["status"] = status
+            if answer is not None:
+                extra = dict({"Content-Type": self.content_type(status)}, **extra)
+            if met_contract:
+                self._check_response(method, raw_path, status, extra, answer)
+            return status, answer, extra
+
+    def _injected_failure(self, method: str, path: str) -> None:
+        for failure in self.failures:
+            if failure["method"] in (None, method) and path.startswith(failure["path"] or ""):
+                failure["times"] -= 1
+                if failure["times"] <= 0:
+                    self.failures.remove(failure)
+                raise self.fault(failure["status"], "injected failure", headers=failure["headers"])
+
+    def _check_response(self, method: str, raw_path: str, status: int, headers: dict, answer: Any) -> None:
+        data = None if answer is None else json.dumps(answer).encode()
+        try:
+            self.contract.validate_response(method, raw_path, status, headers, data)
+        except ContractViolation as exc:
+            self.response_problems.append(str(exc))
+        except Exception as exc:  # a broken spec lookup is a problem of the fake as well
+            self.response_problems.append(f"{method} {urlsplit(raw_path).path} -> {status}: {exc!r}")
+
+    def control(self, method: str, action: str, raw_body: bytes | None) -> tuple[int, Any]:
+        """The ``/_fake/<action>`` paths."""
+        if method == "GET" and action in ("log", "violations", "response_problems"):
+            with self.lock:
+                return 200, list(getattr(self, action))
+        if method == "POST" and action == "fail_next":
+            self.fail_next(**json.loads(raw_body or b"{}"))
+            return 204, None
+        if method == "POST" and action == "reset":
+            self.reset()
+            return 204, None
+        return 404, self.fault(404, f"no control action {method} {action}").body()
+
+
+def _decode(raw_body: bytes | None) -> Any:
+    if not raw_body:
+        return None
+    try:
+        return json.loads(raw_body)
+    except ValueError:
+        return raw_body.decode(errors="replace")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        fake: FakeApi = self.server.fake
+        raw_body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+        if self.path.startswith(CONTROL_PREFIX):
+            status, answer = fake.control(self.command, self.path[len(CONTROL_PREFIX):], raw_body)
+            headers = {} if answer is None else {"Content-Type": "application/json"}
+        else:
+            status, answer, headers = fake.handle(self.command, self.path, dict(self.headers.items()), raw_body)
+        data = b"" if answer is None else json.dumps(answer).encode()
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def log_message(self, *args: Any) -> None:  # keep pytest and Molecule output quiet
+        pass
+
+
+# -- command line ------------------------------------------------------------------------------
+def argument_parser(description: str, port: int = 0) -> argparse.ArgumentParser:
+    """The options every fake takes from a shell; a vendor adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=port, help=f"0: any free port (default {port})")
+    return parser
+
+
+def serve(fake: FakeApi, banner: str) -> None:
+    """Run ``fake`` until interrupted; ``banner`` (with ``{url}``) is printed once it listens.
+
+    Violations seen are printed to stderr on the way out.
+    """
+    fake.start()
+    print(banner.format(url=fake.url), flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if fake.violations:
+            print("contract violations:\n  " + "\n  ".join(fake.violations), file=sys.stderr)
+        fake.stop()

@@ -1,0 +1,31 @@
+"""Fixtures of the plugin unit tests: in-process module runners with each vendor's connection defaults."""
+
+from __future__ import annotations
+
+import hetzner_calls
+import pytest
+import runpod_calls
+from module_harness import ModuleRunner
+
+
+@pytest.fixture
+def run_hetzner(monkeypatch: pytest.MonkeyPatch) -> ModuleRunner:
+    """run_hetzner(module, args, calls, check_mode=False, fails=False, session=None) -> (result, session, sleeps).
+
+    The module talks to hetzner_calls.API_URL; its result is checked as the module passed it.
+    """
+    return ModuleRunner(monkeypatch, hetzner_calls.MODULE_DEFAULTS, clear_env=hetzner_calls.ENV)
+
+
+@pytest.fixture
+def run_runpod(monkeypatch: pytest.MonkeyPatch) -> ModuleRunner:
+    """run_runpod(module, args, calls, check_mode=False, fails=False) -> (result, session, sleeps).
+
+    The module talks to the default RunPod URL. Its result is checked as Ansible prints it (no_log values
+    masked), because the RunPod modules hand secret env values to that masking (_runpod.public_view).
+    """
+    return ModuleRunner(monkeypatch, runpod_calls.MODULE_DEFAULTS, mask_no_log=True, clear_env=runpod_calls.ENV)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hetzner: Hetzner Storage Box tests (select with -k hetzner or -m hetzner)")
