@@ -24,7 +24,7 @@ step() {
   else failed=$((failed + 1)); report+=("FAIL $(printf '%4ss' $(( $(date +%s) - t0 ))) $name"); fi
 }
 
-step "ruff" ruff check plugins tests molecule
+step "ruff" ruff check plugins tests molecule benchmarks
 step "ansible-lint" ansible-lint --offline
 step "pytest" pytest -p no:cacheprovider tests/unit tests/integration
 if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then
