@@ -1,0 +1,320 @@
+"""The Storage Box mounted over SSHFS on the arm64 host: live, byte-exact, pinned, guarded, and self-healing.
+
+The stand-in box (tests/lab/storagebox/) is driven from the controller with `docker` (stop/start for the
+outage, host-key swap); everything the user cares about is checked on the box's side too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+testinfra_hosts = ["sshfs_storagebox-arm64"]
+
+HOST = "sshfs_storagebox-arm64"
+BOX = "sshfs_storagebox-box"
+MOUNT = "/mnt/storagebox"
+UNIT = "mnt-storagebox.mount"
+UPLOAD = f"{MOUNT}/immich"
+BOX_HOME = "/srv/storagebox/u100001/home"
+SUB_USER, SUB_PASSWORD = "u100001-sub1", "Lab-Sub-Pass-2026"
+SCENARIO_DIR = Path(__file__).resolve().parents[1]
+REPO = SCENARIO_DIR.parents[1]
+
+
+def docker(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], input=input, capture_output=True, text=True, check=check, timeout=300)
+
+
+def on_box(script: str, check: bool = True) -> str:
+    return docker("exec", BOX, "sh", "-c", script, check=check).stdout
+
+
+def wait_for(what: str, predicate: Callable[[], bool], timeout: float, interval: float = 2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def mounted(host) -> bool:
+    return host.run(f"findmnt -n -o FSTYPE --mountpoint {MOUNT}").stdout.strip() == "fuse.sshfs"
+
+
+def sha256_on_host(host, path: str) -> str:
+    return host.check_output(f"sha256sum {path}").split()[0]
+
+
+def sha256_on_box(path: str) -> str:
+    return on_box(f"sha256sum {path}").split()[0]
+
+
+def molecule_ansible_env() -> tuple[dict, str]:
+    """Environment and inventory for running a playbook of this scenario from a test, as Molecule does."""
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PY_COLORS="0")
+    ephemeral = Path(env["MOLECULE_EPHEMERAL_DIRECTORY"])
+    env.setdefault("ANSIBLE_CONFIG", str(ephemeral / "ansible.cfg"))
+    return env, env.get("MOLECULE_INVENTORY_FILE", str(ephemeral / "inventory"))
+
+
+def recap_of(output: str, name: str) -> str:
+    recap = re.search(rf"^\W*{re.escape(name)}\s+:.*$", output, re.M)
+    assert recap, output[-3000:]
+    return recap.group(0)
+
+
+def role_checks(target: str, tasks: str, extra: dict) -> subprocess.CompletedProcess:
+    """Run role_checks.yml: the role's `tasks` entry on `target` with `extra` variables (errors in stdout)."""
+    env, inventory = molecule_ansible_env()
+    extra = dict(extra, lab_target=target, lab_tasks=tasks)
+    return subprocess.run(["ansible-playbook", "-i", inventory, str(SCENARIO_DIR / "role_checks.yml"),
+                           "-e", json.dumps(extra)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, env=env, timeout=600)
+
+
+BOX_VARS = {"sshfs_storagebox_host": BOX, "sshfs_storagebox_user": "u100001"}
+WEBDAV_VARS = {"sshfs_storagebox_webdav_subaccount_enabled": True, "sshfs_storagebox_id": 4242,
+               "sshfs_storagebox_api_token": "t0ken",
+               "sshfs_storagebox_webdav_subaccount_password": "Synology-Pull-2026!"}
+
+
+def test_platform_architecture(host, expected_arch):
+    # An accidental amd64 run must not pass as ARM.
+    assert host.system_info.arch == expected_arch
+
+
+def test_mount_unit_is_active_enabled_and_sshfs(host):
+    assert host.service(UNIT).is_running
+    assert host.service(UNIT).is_enabled
+    source = host.check_output(f"findmnt -n -o FSTYPE,SOURCE --mountpoint {MOUNT}")
+    assert source.split() == ["fuse.sshfs", f"u100001@{BOX}:/home"]
+    unit_file = host.file(f"/etc/systemd/system/{UNIT}").content_string
+    options = re.search(r"^Options=(.*)$", unit_file, re.M).group(1).split(",")
+    for expected in ("port=23", "reconnect", "ServerAliveInterval=15", "ServerAliveCountMax=3", "allow_other",
+                     "uid=0", "gid=0", "_netdev", "StrictHostKeyChecking=yes",
+                     "IdentityFile=/root/.ssh/storagebox_ed25519",
+                     "UserKnownHostsFile=/root/.ssh/storagebox_known_hosts"):
+        assert expected in options
+
+
+@pytest.mark.parametrize("name,size", [("photo.jpg", 4_500_000), ("thumb.webp", 40_000)])
+def test_file_written_through_the_mount_is_identical_on_the_box(host, name, size):
+    host.check_output(f"head -c {size} /dev/urandom > /root/{name} && cp /root/{name} {UPLOAD}/library/{name}")
+    assert sha256_on_box(f"{BOX_HOME}/immich/library/{name}") == sha256_on_host(host, f"/root/{name}")
+
+
+def test_immich_folders_live_only_on_the_box(host):
+    listing = on_box(f"ls -A {BOX_HOME}/immich").split()
+    assert "library" in listing  # sshfs_storagebox_immich_subdirs of this scenario
+    # The bare mountpoint (seen under the mount) is empty and immutable: no folder, no .immich marker on local disk.
+    assert host.check_output(f"storagebox-mount-guard status {MOUNT}") == "immutable"
+
+
+def test_host_key_is_pinned_to_the_box(host):
+    pinned = set(re.findall(r"SHA256:\S+", host.check_output("ssh-keygen -l -f /root/.ssh/storagebox_known_hosts")))
+    box_keys = on_box("for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -l -f $k; done")
+    offered = set(re.findall(r"SHA256:\S+", box_keys))
+    assert pinned and pinned <= offered
+    assert "[sshfs_storagebox-box]:23" in host.file("/root/.ssh/storagebox_known_hosts").content_string
+
+
+def test_readonly_webdav_subaccount_serves_what_sshfs_wrote(host):
+    # The Synology pull: the read-only sub-account's home is the box's immich/ folder.
+    url = f"http://{BOX}/{SUB_USER}/library/photo.jpg"
+    got = host.check_output(f"curl -fsS -u {SUB_USER}:{SUB_PASSWORD} {url} | sha256sum").split()[0]
+    assert got == sha256_on_host(host, "/root/photo.jpg")
+    put = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' -u {SUB_USER}:{SUB_PASSWORD} -T /root/thumb.webp "
+                   f"http://{BOX}/{SUB_USER}/library/put.webp")
+    assert put.stdout in ("403", "405")
+    assert on_box(f"test -e {BOX_HOME}/immich/library/put.webp && echo yes || echo no").strip() == "no"
+
+
+def test_bound_unit_carries_the_mount_dependency(host):
+    props = host.check_output("systemctl show -p BindsTo -p After -p RequiresMountsFor immich-standin.service")
+    assert f"BindsTo={UNIT}" in props
+    assert f"RequiresMountsFor={MOUNT}" in props
+    assert UNIT in re.search(r"^After=(.*)$", props, re.M).group(1)
+
+
+def test_check_mode_on_the_converged_host_reports_no_changes(host):
+    assert mounted(host)
+    env, inventory = molecule_ansible_env()
+    result = subprocess.run(["ansible-playbook", "--check", "-i", inventory, str(SCENARIO_DIR / "converge.yml")],
+                            capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    recap = recap_of(result.stdout, HOST)
+    assert "changed=0" in recap and "failed=0" in recap, result.stdout[-5000:]
+
+
+@pytest.mark.parametrize("case,extra,message", [
+    ("API feature without a token", dict(WEBDAV_VARS, sshfs_storagebox_api_token=""),
+     "need sshfs_storagebox_api_token"),
+    ("box ID not a number", {"sshfs_storagebox_api_enable_ssh": True, "sshfs_storagebox_api_token": "t0ken",
+                             "sshfs_storagebox_id": "my-box"}, "sshfs_storagebox_id"),
+    ("box ID not positive", {"sshfs_storagebox_api_enable_ssh": True, "sshfs_storagebox_api_token": "t0ken",
+                             "sshfs_storagebox_id": -7}, "a positive integer"),
+    ("home directory with a leading /", dict(WEBDAV_VARS, sshfs_storagebox_webdav_subaccount_home="/immich"),
+     "without a leading '/'"),
+    ("weak sub-account password", dict(WEBDAV_VARS, sshfs_storagebox_webdav_subaccount_password="password1234"),
+     "does not meet Hetzner's policy"),
+])
+def test_bad_input_is_refused_with_a_clear_error(host, case, extra, message):
+    # Input checks come first, so the stand-in only lends its Debian 12 facts: nothing runs on it.
+    result = role_checks(BOX, "main", dict(BOX_VARS, **extra))
+    assert result.returncode != 0, case
+    assert message in result.stdout, result.stdout[-2500:]
+    assert "Lab-Sub-Pass" not in result.stdout and "Synology-Pull-2026!" not in result.stdout
+
+
+def test_unreachable_box_at_converge_time_is_a_clear_error(host):
+    result = role_checks(HOST, "ssh", {"sshfs_storagebox_host": "u999999.storagebox.invalid",
+                                       "sshfs_storagebox_user": "u999999"})
+    assert result.returncode != 0
+    assert "u999999.storagebox.invalid:23 is unreachable" in result.stdout, result.stdout[-2500:]
+
+
+def test_a_host_key_fingerprint_the_box_does_not_offer_is_refused(host):
+    wrong = "SHA256:" + "A" * 43
+    result = role_checks(HOST, "ssh", {"sshfs_storagebox_host_key_fingerprint": wrong})
+    assert result.returncode != 0
+    assert f"none of which is the pinned {wrong}" in result.stdout, result.stdout[-2500:]
+    # The pinned file is left as it was.
+    assert host.run("grep -c sshfs_storagebox-box /root/.ssh/storagebox_known_hosts").stdout.strip() != "0"
+
+
+def test_api_path_enables_ssh_and_creates_a_readonly_webdav_subaccount(host):
+    sys.path.insert(0, str(REPO / "tests" / "fakes"))
+    from hetzner_api import HetznerFake  # noqa: PLC0415  (the fakes are a directory of scripts)
+
+    seed = {"storage_boxes": [{"id": 4242, "name": "immich-photos", "access_settings": {"ssh_enabled": False}}]}
+    with HetznerFake(seed) as fake:
+        api = dict(WEBDAV_VARS, sshfs_storagebox_api_enable_ssh=True, sshfs_storagebox_api_token=fake.token,
+                   sshfs_storagebox_api_url=fake.url)
+        first = role_checks(BOX, "api", api)
+        assert first.returncode == 0, first.stdout[-3000:]
+        assert "changed=2" in recap_of(first.stdout, BOX)
+        assert fake.boxes[4242]["access_settings"]["ssh_enabled"] is True
+        (sub,) = [s for s in fake.subaccounts.values() if s["storage_box"] == 4242]
+        assert sub["name"] == "synology-pull" and sub["home_directory"] == "immich"
+        assert sub["access_settings"] == {"readonly": True, "webdav_enabled": True, "ssh_enabled": False,
+                                          "samba_enabled": False, "reachable_externally": True}
+        assert f"url: https://{sub['username']}.your-storagebox.de/" in first.stdout
+        assert "Synology-Pull-2026!" not in first.stdout
+
+        second = role_checks(BOX, "api", api)
+        assert second.returncode == 0 and "changed=0" in recap_of(second.stdout, BOX), second.stdout[-3000:]
+
+        unknown = role_checks(BOX, "api", dict(api, sshfs_storagebox_id=999))
+        assert unknown.returncode != 0 and "No Storage Box with ID 999" in unknown.stdout, unknown.stdout[-2500:]
+        assert fake.violations == [] and fake.response_problems == []
+
+
+def test_unmounted_mountpoint_refuses_writes_and_stops_bound_units(host):
+    host.check_output(f"systemctl stop {UNIT}")
+    try:
+        assert not mounted(host)
+        assert not host.service("immich-standin.service").is_running  # BindsTo stopped it first
+        for attempt in (f"touch {MOUNT}/.immich", f"mkdir {UPLOAD}", f"cp /root/photo.jpg {MOUNT}/"):
+            result = host.run(attempt)
+            assert result.rc != 0 and "Operation not permitted" in result.stderr, attempt
+        assert host.check_output(f"ls -A {MOUNT}") == ""
+    finally:
+        host.check_output(f"systemctl start {UNIT} immich-standin.service")
+    assert mounted(host)
+    assert sha256_on_host(host, f"{UPLOAD}/library/photo.jpg") == sha256_on_host(host, "/root/photo.jpg")
+
+
+WRITER = r"""#!/bin/sh
+# One ~300 KB file every second into $1; log "<n> ok <sha256>" or "<n> fail <rc> <error>" to $2.
+i=0
+: >"$2"
+while [ ! -e /run/outage-writer.stop ]; do
+  i=$((i + 1))
+  head -c 300000 /dev/urandom >/run/outage-src
+  sha=$(sha256sum </run/outage-src | cut -d' ' -f1)
+  if timeout -s KILL 30 cp /run/outage-src "$1/f$i" 2>/run/outage-err; then
+    echo "$i ok $sha" >>"$2"
+  else
+    echo "$i fail $? $(head -c 200 /run/outage-err | tr '\n' ' ')" >>"$2"
+  fi
+  sleep 1
+done
+echo done >>"$2"
+"""
+
+
+def test_box_outage_fails_writes_then_recovers_by_itself(host):
+    log = "/run/outage-writer.log"
+    host.check_output(f"mkdir -p {UPLOAD}/outage && rm -f /run/outage-writer.stop")
+    docker("exec", "-i", HOST, "sh", "-c", "cat > /run/outage-writer.sh", input=WRITER)
+    docker("exec", "-d", HOST, "sh", "/run/outage-writer.sh", f"{UPLOAD}/outage", log)
+
+    def entries() -> list[list[str]]:
+        return [line.split() for line in host.run(f"cat {log} 2>/dev/null || true").stdout.splitlines() if line.strip()]
+
+    def count(status: str, after: int = 0) -> int:
+        return sum(1 for e in entries() if len(e) > 1 and e[1] == status and int(e[0]) > after)
+
+    try:
+        wait_for("3 writes before the outage", lambda: count("ok") >= 3, 120)
+        docker("stop", "-t", "10", BOX)
+        try:
+            wait_for("2 failed writes during the outage", lambda: count("fail") >= 2, 180)
+            # Failed writes never land on the local disk: the bare mountpoint stays empty and immutable.
+            assert host.check_output(f"storagebox-mount-guard status {MOUNT}") == "immutable"
+        finally:
+            docker("start", BOX)
+        last_fail = max(int(e[0]) for e in entries() if e[1] == "fail")
+        wait_for("3 writes after the box came back", lambda: count("ok", after=last_fail) >= 3, 180)
+    finally:
+        host.run("touch /run/outage-writer.stop")
+    wait_for("the writer to stop", lambda: entries() and entries()[-1] == ["done"], 60)
+
+    assert host.service(UNIT).is_running  # recovered without a remount
+    written = {e[0]: e[2] for e in entries() if len(e) > 2 and e[1] == "ok"}
+    on_disk = dict(line.split()[::-1] for line in on_box(f"cd {BOX_HOME}/immich/outage && sha256sum f*").splitlines())
+    for n, sha in written.items():
+        assert on_disk.get(f"f{n}") == sha, f"file {n} written before/after the outage differs on the box"
+    assert host.check_output(f"storagebox-mount-guard status {MOUNT}") == "immutable"
+
+
+def test_mount_comes_back_after_a_host_restart(host):
+    docker("restart", "-t", "30", HOST)
+    wait_for("systemd in the restarted host", lambda: docker("exec", HOST, "true", check=False).returncode == 0, 120)
+    wait_for("the mount after the restart", lambda: mounted(host), 240, interval=5)
+    # The bound unit starts after the mount, when boot gets to it.
+    wait_for("the bound unit after the restart", lambda: host.service("immich-standin.service").is_running, 120,
+             interval=5)
+    assert sha256_on_host(host, f"{UPLOAD}/library/photo.jpg") == sha256_on_host(host, "/root/photo.jpg")
+    host.check_output(f"cp /root/thumb.webp {UPLOAD}/library/after-restart.webp")
+    assert sha256_on_box(f"{BOX_HOME}/immich/library/after-restart.webp") == sha256_on_host(host, "/root/thumb.webp")
+
+
+def test_changed_box_host_key_makes_the_mount_fail(host):
+    on_box("mkdir -p /root/hostkeys && cp -a /etc/ssh/ssh_host_* /root/hostkeys/ && rm /etc/ssh/ssh_host_* "
+           "&& ssh-keygen -A >/dev/null && systemctl restart ssh")
+    try:
+        result = host.run(f"systemctl restart {UNIT}")
+        assert result.rc != 0
+        assert not mounted(host)
+        # sshfs hides ssh's message; the same pinned ssh settings say why.
+        probe = host.run(f"echo pwd | sftp -b - -P 23 -o BatchMode=yes -o StrictHostKeyChecking=yes "
+                         f"-o UserKnownHostsFile=/root/.ssh/storagebox_known_hosts -o GlobalKnownHostsFile=/dev/null "
+                         f"-i /root/.ssh/storagebox_ed25519 u100001@{BOX}")
+        assert probe.rc != 0 and "Host key verification failed" in probe.stderr
+        # Still nothing can be written locally.
+        assert host.run(f"touch {MOUNT}/x").rc != 0
+    finally:
+        on_box("cp -a /root/hostkeys/ssh_host_* /etc/ssh/ && systemctl restart ssh")
+        host.run(f"systemctl start {UNIT} immich-standin.service")
+    assert mounted(host)
