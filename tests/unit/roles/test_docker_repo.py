@@ -10,32 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from role_files import load_trusted
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "docker"
 
 
-def _load(path: Path):
-    # ansible-core 2.19 templates only trusted strings: mark the role's own files as such.
-    return _trust(yaml.safe_load(path.read_text()))
-
-
-def _trust(value):
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: _trust(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_trust(v) for v in value]
-    return value
-
-
 def _render(facts: dict, **overrides) -> str:
-    defaults = _load(ROLE / "defaults" / "main.yml")
-    role_vars = _load(ROLE / "vars" / "main.yml")
-    tasks = _load(ROLE / "tasks" / "official.yml")
+    defaults = load_trusted(ROLE / "defaults" / "main.yml")
+    role_vars = load_trusted(ROLE / "vars" / "main.yml")
+    tasks = load_trusted(ROLE / "tasks" / "official.yml")
     repo_task = next(t for t in tasks if "docker.sources.j2" in str(t.get("ansible.builtin.template", {})))
     variables = {**defaults, **role_vars, **overrides, "ansible_facts": facts}
     templar = Templar(loader=DataLoader(), variables=variables)
@@ -79,8 +64,8 @@ def test_mirror_and_channel_are_variables():
 
 
 def _key_url(facts: dict, **overrides) -> str:
-    defaults = _load(ROLE / "defaults" / "main.yml")
-    tasks = _load(ROLE / "tasks" / "official.yml")
+    defaults = load_trusted(ROLE / "defaults" / "main.yml")
+    tasks = load_trusted(ROLE / "tasks" / "official.yml")
     key_task = next(t for t in tasks if "ansible.builtin.get_url" in t)
     templar = Templar(loader=DataLoader(), variables={**defaults, **overrides, "ansible_facts": facts})
     return templar.template(key_task["ansible.builtin.get_url"]["url"])

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from role_files import trust
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "traefik"
 TOKEN = "cf-sentinel-token-0123456789"
@@ -23,21 +24,10 @@ FACTS = {"architecture": "aarch64", "distribution": "Debian", "distribution_majo
 BASE = {"traefik_acme_email": "admin@example.org", "traefik_cloudflare_dns_api_token": TOKEN}
 
 
-def _trust(value):
-    # ansible-core 2.19 templates only trusted strings: mark the role's own files as such.
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: _trust(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_trust(v) for v in value]
-    return value
-
-
 def _variables(**overrides) -> dict:
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
-    return {**_trust(defaults), **_trust(role_vars), **BASE, **overrides, "ansible_facts": FACTS}
+    return {**trust(defaults), **trust(role_vars), **BASE, **overrides, "ansible_facts": FACTS}
 
 
 def render(template: str, **overrides) -> str:
