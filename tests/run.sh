@@ -7,7 +7,8 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-bash tests/harness/setup.sh || { echo "harness setup failed"; exit 1; }
+# Base images build in the background while lint and the unit tests run; molecule waits for them.
+SELFHOST_IMAGES_IN_BACKGROUND=1 bash tests/harness/setup.sh || { echo "harness setup failed"; exit 1; }
 trap 'bash tests/harness/teardown.sh' EXIT
 # shellcheck disable=SC1091
 source "${SELFHOST_VENV:-$repo/.venv}/bin/activate"
@@ -28,6 +29,7 @@ step "ruff" ruff check plugins tests molecule benchmarks
 step "ansible-lint" ansible-lint --offline
 step "pytest" pytest -p no:cacheprovider tests/unit tests/integration
 if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then
+  step "base images" bash tests/harness/wait-images.sh
   for scenario in ${SELFHOST_SCENARIOS:-$(cd molecule && ls -d -- */ | tr -d /)}; do
     [[ -f "molecule/$scenario/molecule.yml" ]] || continue
     step "molecule $scenario" molecule test -s "$scenario"

@@ -59,11 +59,19 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; th
 fi
 
 # 5. base images --------------------------------------------------------------------------------
+# SELFHOST_IMAGES_IN_BACKGROUND=1: start the builds and return at once (tests/run.sh lints and runs the unit
+# tests meanwhile); tests/harness/wait-images.sh waits for them and fails if one failed.
 pids=()
 for suite in ${SELFHOST_TEST_SUITES:-bookworm trixie}; do
   for arch in ${SELFHOST_TEST_ARCHES:-arm64 amd64}; do
-    "$here/build-image.sh" "$suite" "$arch" &
-    pids+=($!)
+    if [[ "${SELFHOST_IMAGES_IN_BACKGROUND:-0}" == 1 ]]; then
+      rm -f "$state_dir/image-$suite-$arch.rc"
+      nohup bash -c '"$1" "$2" "$3" >"$4.log" 2>&1; echo $? >"$4.rc"' _ \
+        "$here/build-image.sh" "$suite" "$arch" "$state_dir/image-$suite-$arch" >/dev/null 2>&1 &
+    else
+      "$here/build-image.sh" "$suite" "$arch" &
+      pids+=($!)
+    fi
   done
 done
 for pid in "${pids[@]}"; do wait "$pid"; done

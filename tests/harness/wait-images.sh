@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Wait for the base-image builds that `SELFHOST_IMAGES_IN_BACKGROUND=1 tests/harness/setup.sh` started;
+# print each build's log and fail if any build failed or none finished within SELFHOST_IMAGE_TIMEOUT seconds.
+set -uo pipefail
+state_dir=${SELFHOST_STATE_DIR:-/var/tmp/selfhost-immich}
+deadline=$(( $(date +%s) + ${SELFHOST_IMAGE_TIMEOUT:-3000} ))
+failed=0
+for suite in ${SELFHOST_TEST_SUITES:-bookworm trixie}; do
+  for arch in ${SELFHOST_TEST_ARCHES:-arm64 amd64}; do
+    base="$state_dir/image-$suite-$arch"
+    until [[ -f "$base.rc" ]]; do
+      if (( $(date +%s) > deadline )); then echo "wait-images: $suite-$arch still building, giving up"; exit 1; fi
+      sleep 5
+    done
+    cat "$base.log" 2>/dev/null
+    if [[ "$(cat "$base.rc")" != 0 ]]; then echo "wait-images: $suite-$arch failed"; failed=1; fi
+  done
+done
+exit "$failed"
