@@ -31,7 +31,7 @@ from ansible_collections.selfhost.immich.plugins.module_utils import _api
 from http_calls import Call, ScriptedSession
 
 
-class ModuleExit(Exception):
+class ModuleExit(SystemExit):
     """exit_json or fail_json was called; ``result`` is what the module passed (``failed`` included)."""
 
     def __init__(self, result: dict) -> None:

@@ -100,7 +100,7 @@ def test_find_box_by_name_matches_exactly_and_refuses_duplicates():
     twice = {"storage_boxes": [{"id": 1, "name": "photos"}, {"id": 2, "name": "photos"}], "meta": {}}
     client, _, _ = client_for([Call("GET", "/storage_boxes", params=dict(BOX_PAGE, name="photos"))
                                .returns(200, twice)])
-    with pytest.raises(ApiError, match="2 Storage Boxes are named 'photos': use the id instead"):
+    with pytest.raises(ApiError, match=r"2 Storage Boxes are named 'photos' \(ids 1, 2\): rename or delete"):
         client.find_box(name="photos")
 
 

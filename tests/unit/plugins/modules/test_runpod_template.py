@@ -63,7 +63,7 @@ def test_two_templates_with_the_name_fail_without_writing(run_runpod):
     calls = [list_call("templates", [template(), template(id="tpl00002")])]
     result, session, _ = run_runpod(runpod_template, ARGS, calls, fails=True)
     assert result["msg"] == ("2 templates are named 'immich-ml' (ids tpl00001, tpl00002): "
-                             "rename or delete the extras first")
+                             "rename or delete the extras, or use the id")
     assert session.writes == []
 
 

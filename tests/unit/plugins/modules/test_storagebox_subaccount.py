@@ -111,7 +111,7 @@ def test_absent_when_missing_only_reads(run_hetzner):
 
 def test_leading_slash_home_directory_is_refused_before_any_call(run_hetzner):
     result, session, _ = run_hetzner(storagebox_subaccount, dict(ARGS, home_directory="/immich"), [], fails=True)
-    assert result["msg"] == ("home_directory is relative to the Storage Box root and must not start with '/': "
+    assert result["msg"] == ("home_directory is relative and must not start with '/': "
                              "use 'immich' instead of '/immich'")
     assert session.sent == []
 
