@@ -25,7 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from contract import Contract, ContractViolation
+if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
+    from .contract import Contract, ContractViolation
+else:  # run as a script from this directory (Molecule's prepare starts fakes so)
+    from contract import Contract, ContractViolation
 
 CONTROL_PREFIX = "/_fake/"
 
@@ -42,9 +45,9 @@ class Fault(Exception):
 
 
 @cache
-def load_contract(spec_file: str) -> Contract:
+def load_contract(spec_file: str, path_prefixes: tuple[str, ...] = ()) -> Contract:
     """One parsed spec per file and process (parsing takes a while; a fake is started in many tests)."""
-    return Contract(spec_file)
+    return Contract(spec_file, path_prefixes=path_prefixes)
 
 
 def utc_now() -> str:
@@ -57,12 +60,13 @@ class FakeApi:
 
     spec_file: str = ""       # file in the contracts directory
     prefix: str = ""          # path prefix of the API in URLs, e.g. "/v1"
+    spec_paths: tuple[str, ...] = ()  # spec paths the fake models (all if empty); a fuller spec is cut to these
     fault: type[Fault] = Fault
     unauthorized = "invalid token"
 
     def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.token, self.host, self.port = token, host, port
-        self.contract = load_contract(self.spec_file)  # loaded now, not while the first request waits
+        self.contract = load_contract(self.spec_file, self.spec_paths)  # loaded now, not while the first request waits
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self.reset()

@@ -33,8 +33,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from base import FakeApi, Fault, argument_parser, serve, utc_now
-from contract import ContractViolation
+if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
+    from .base import FakeApi, Fault, argument_parser, serve, utc_now
+    from .contract import ContractViolation
+else:  # run as a script from this directory (Molecule's prepare starts fakes so)
+    from base import FakeApi, Fault, argument_parser, serve, utc_now
+    from contract import ContractViolation
 
 SPEC_FILE = "hetzner-storage-boxes.openapi.json"
 API_PREFIX = "/v1"
@@ -66,6 +70,7 @@ class HetznerFake(FakeApi):
 
     spec_file = SPEC_FILE
     prefix = API_PREFIX
+    spec_paths = ("/storage_box",)  # the Storage Box part of the Hetzner API spec (or all of the subset file)
     fault = Reject
     unauthorized = "unable to authenticate"
 

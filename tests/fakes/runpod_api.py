@@ -30,8 +30,12 @@ import secrets
 import string
 from urllib.parse import unquote
 
-from base import FakeApi, Fault, argument_parser, serve, utc_now
-from contract import ContractViolation
+if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
+    from .base import FakeApi, Fault, argument_parser, serve, utc_now
+    from .contract import ContractViolation
+else:  # run as a script from this directory (Molecule's prepare starts fakes so)
+    from base import FakeApi, Fault, argument_parser, serve, utc_now
+    from contract import ContractViolation
 
 DEFAULT_API_KEY = "rpa_fake_0123456789"
 

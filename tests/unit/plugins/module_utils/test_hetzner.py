@@ -11,9 +11,9 @@ from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (
     partial_update,
     password_problem,
 )
-from hetzner_calls import API_URL
-from hetzner_calls import action as action_object
-from http_calls import Call, ScriptedSession, scripted_client
+from ansible_collections.selfhost.immich.tests.unit.utils.hetzner_calls import API_URL
+from ansible_collections.selfhost.immich.tests.unit.utils.hetzner_calls import action as action_object
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call, ScriptedSession, scripted_client
 
 BOX_PAGE = {"page": 1, "per_page": 50}
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.selfhost.immich.plugins.modules import runpod_endpoint
-from http_calls import Call
-from runpod_calls import IMAGE, assert_no_secrets, catalog_call, endpoint, list_call, template, v2
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
+from ansible_collections.selfhost.immich.tests.unit.utils.runpod_calls import (
+    IMAGE,
+    assert_no_secrets,
+    catalog_call,
+    endpoint,
+    list_call,
+    template,
+    v2,
+)
 
 ARGS = {
     "name": "immich-ml", "type": "LOAD_BALANCER", "template": "immich-ml", "gpu_pools": ["ADA_24", "AMPERE_24"],

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from ansible_collections.selfhost.immich.plugins.modules import runpod_template
-from http_calls import Call
-from runpod_calls import HF_TOKEN, IMAGE, assert_no_secrets, list_call, template, v2
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
+from ansible_collections.selfhost.immich.tests.unit.utils.runpod_calls import (
+    HF_TOKEN,
+    IMAGE,
+    assert_no_secrets,
+    list_call,
+    template,
+    v2,
+)
 
 ARGS = {"name": "immich-ml", "image": IMAGE, "env": {"PORT": 3003, "PORT_HEALTH": "3003", "HF_TOKEN": HF_TOKEN},
         "ports": ["3003/http"], "disk": 20}

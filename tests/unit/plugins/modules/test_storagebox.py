@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.selfhost.immich.plugins.modules import storagebox
-from hetzner_calls import action_calls, box, listing
-from http_calls import Call
+from ansible_collections.selfhost.immich.tests.unit.utils.hetzner_calls import action_calls, box, listing
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
 
 # `-k hetzner` selects these with the client and integration tests.
 pytestmark = pytest.mark.hetzner

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from ansible_collections.selfhost.immich.plugins.modules import storagebox_subaccount
-from hetzner_calls import action, action_calls, subaccount
-from http_calls import Call
+from ansible_collections.selfhost.immich.tests.unit.utils.hetzner_calls import action, action_calls, subaccount
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
 
 # `-k hetzner` selects these with the client and integration tests.
 pytestmark = pytest.mark.hetzner
