@@ -3,7 +3,9 @@ path), and turn a missing vendor spec into one line that says how to provide it.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,13 @@ LINK = REPO / ".collections" / "ansible_collections" / "selfhost" / "immich"
 if not LINK.exists():
     LINK.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(os.path.relpath(REPO, LINK.parent), LINK)
+    # In a fresh clone the namespace package ansible_collections (the `ansible` package ships one) may have been
+    # imported before .collections existed: let it see the new portion.
+    importlib.invalidate_caches()
+    namespace = sys.modules.get("ansible_collections")
+    portion = str(LINK.parents[2])
+    if namespace is not None and portion not in list(namespace.__path__):
+        namespace.__path__.append(portion)
 
 
 def _one_line_if_specs_missing():
