@@ -12,16 +12,9 @@ description:
   - List the account's RunPod Serverless endpoints through the REST API v2, or read one by O(name) or O(id).
 extends_documentation_fragment:
   - selfhost.immich.runpod
-attributes:
-  check_mode:
-    support: full
-    description: Only reads; runs the same in check mode.
-  diff_mode:
-    support: N/A
-    description: Changes nothing, so there is no diff.
-  idempotent:
-    support: full
-    description: Only reads the API.
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.info_module
+  - selfhost.immich.attributes.actiongroup_runpod
 options:
   name:
     description: Only the endpoint with this name. Mutually exclusive with O(id).

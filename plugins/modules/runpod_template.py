@@ -19,6 +19,9 @@ description:
     brings them back in line.
 extends_documentation_fragment:
   - selfhost.immich.runpod
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.managed
+  - selfhost.immich.attributes.actiongroup_runpod
   - selfhost.immich.runpod.resource
   - selfhost.immich.runpod.container
 options:

@@ -19,13 +19,9 @@ author:
   - selfhost.immich contributors (@selfhost)
 extends_documentation_fragment:
   - selfhost.immich.hetzner
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.managed
+  - selfhost.immich.attributes.actiongroup_hetzner
 options:
   id:
     description:

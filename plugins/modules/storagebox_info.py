@@ -16,15 +16,9 @@ author:
   - selfhost.immich contributors (@selfhost)
 extends_documentation_fragment:
   - selfhost.immich.hetzner
-attributes:
-  check_mode:
-    support: full
-    details: Only reads, so it runs the same in check mode.
-  diff_mode:
-    support: N/A
-    details: Changes nothing.
-  idempotent:
-    support: full
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.info_module
+  - selfhost.immich.attributes.actiongroup_hetzner
 options:
   id:
     description: ID of the one box to return.

@@ -17,11 +17,11 @@ author:
   - selfhost.immich contributors (@selfhost)
 extends_documentation_fragment:
   - selfhost.immich.hetzner
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.managed
+  - selfhost.immich.attributes.actiongroup_hetzner
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: The password is never shown; when one is sent, the diff shows it as C(********).
   idempotent:
     support: partial
