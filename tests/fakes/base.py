@@ -7,6 +7,8 @@ logged; checked against the spec (a violation is recorded in ``violations`` and 
 :meth:`FakeApi.contract_fault`); checked for the bearer token (401); answered with an injected failure if one
 is pending (:meth:`FakeApi.fail_next`); routed. Every answer to a request that met the spec is checked against
 the spec too: an answer the real API would not give is recorded in ``response_problems`` (a bug of the fake).
+A request the spec allows but the fake does not model is answered 501 (never a plausible 404 that could hide a
+bug) and recorded in ``response_problems`` as well (:meth:`FakeApi.not_modelled`), so the test fails.
 
 Control paths, outside every vendor's API (for a fake run as a process, e.g. by Molecule):
 ``GET /_fake/log``, ``GET /_fake/violations``, ``GET /_fake/response_problems``,
@@ -75,6 +77,13 @@ class FakeApi:
     def route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         """Answer a valid, authenticated request: (status, JSON answer or None). ``path`` is after the prefix."""
         raise NotImplementedError
+
+    def not_modelled(self, method: str, path: str, what: str = "") -> Fault:
+        """The answer to a valid request this fake does not model: 501, recorded as a problem of the fake."""
+        message = f"{method} {self.prefix}{path}{what} is valid but not modelled by this fake"
+        with self.lock:
+            self.response_problems.append(message)
+        return self.fault(501, message)
 
     def contract_fault(self, violation: ContractViolation) -> Fault:
         """The answer to a request that breaks the spec."""
@@ -164,7 +173,7 @@ class FakeApi:
             entry["status"] = status
             if answer is not None:
                 extra = dict({"Content-Type": self.content_type(status)}, **extra)
-            if met_contract:
+            if met_contract and status != 501:  # 501 is the fake's own gap, recorded by not_modelled
                 self._check_response(method, raw_path, status, extra, answer)
             return status, answer, extra
 
