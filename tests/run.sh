@@ -27,7 +27,7 @@ step() {
 
 step "ruff" ruff check plugins tests molecule benchmarks
 step "ansible-lint" ansible-lint --offline
-step "pytest" pytest -p no:cacheprovider tests/unit tests/integration
+step "pytest" pytest -p no:cacheprovider tests/unit tests/functional
 if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then
   step "base images" bash tests/harness/wait-images.sh
   for scenario in ${SELFHOST_SCENARIOS:-$(cd molecule && ls -d -- */ | tr -d /)}; do

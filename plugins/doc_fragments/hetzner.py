@@ -1,6 +1,6 @@
 # Copyright: selfhost.immich contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Connection options and attribute descriptions shared by the Hetzner Storage Box modules."""
+"""Connection options shared by the Hetzner Storage Box modules (attributes: selfhost.immich.attributes)."""
 
 from __future__ import annotations
 
@@ -39,16 +39,4 @@ notes:
     C(invalid_input) or C(locked)."
   - Set the options of all Hetzner modules at once with C(module_defaults) and the action group
     C(group/selfhost.immich.hetzner).
-attributes:
-  check_mode:
-    description: Can run in check mode and return the changed status it predicts without sending any change to the API.
-  diff_mode:
-    description: Returns the managed settings before and after (secrets removed) in diff mode.
-  idempotent:
-    description: A second run with the same options sends no change and reports C(changed=false).
-  action_group:
-    description: Part of the action group C(selfhost.immich.hetzner), for C(module_defaults).
-    support: full
-    membership:
-      - selfhost.immich.hetzner
 """

@@ -3,7 +3,7 @@
 """Documentation shared by the RunPod modules; mirrors the argument specs in plugins/module_utils/_runpod.py.
 
 - selfhost.immich.runpod: connection options (RUNPOD_ARGUMENT_SPEC), for every RunPod module.
-- selfhost.immich.runpod.resource: name/state identity and the check/diff/idempotence promises of a managed item.
+- selfhost.immich.runpod.resource: name/state identity of a managed item (attributes: selfhost.immich.attributes).
 - selfhost.immich.runpod.container: container settings a template and an endpoint share (CONTAINER_ARGUMENT_SPEC).
 """
 
@@ -48,16 +48,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-attributes:
-  check_mode:
-    support: full
-    description: Reads the API and reports what would change; sends no write.
-  diff_mode:
-    support: full
-    description: Before and after views of the item, secret env values masked.
-  idempotent:
-    support: full
-    description: A second run with the same options only reads the API and reports no change.
 """
 
     CONTAINER = r"""

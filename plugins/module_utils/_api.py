@@ -1,20 +1,31 @@
 # Copyright: selfhost.immich contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Shared HTTP plumbing for the vendor API clients (_hetzner.py, _runpod.py).
+"""The one module skeleton of the collection, shared by the Hetzner (_hetzner.py) and RunPod (_runpod.py) modules.
 
-One place for: bearer auth, JSON encoding, retries on 429/5xx and network errors with bounded
-exponential backoff (honouring Retry-After), and turning a failed call into one clear message.
-Each vendor client subclasses :class:`ApiClient` and implements :meth:`ApiClient.describe_error`
-for its own error body.
+- :func:`connection_argument_spec`: the connection options (token and URL with env fallbacks, timeout).
+- :func:`run_module`: builds the module, refuses bad inputs before any call (:func:`connection_problems` plus the
+  module's own checks), runs the module's ``manage(module, client)`` and exits; every failure leaves through
+  one place with ``msg``, ``status`` and ``code``.
+- :class:`ApiClient`: bearer auth, JSON, retries only where they can succeed (network errors, 429, 5xx) within
+  one deadline that includes the sleeps, a POST resent only after looking the resource up, and error messages
+  that never carry the token.
+- :class:`Plan`: the writes decided before any is sent, so check mode is exact by construction.
+- :func:`only_one`: the rule for "exactly one resource by this name"; :func:`redact` and :func:`is_secret_name`:
+  the one secret mask.
 
-This is a private module_utils file (leading underscore): not a public API of the collection.
+Private module_utils file (leading underscore): not a public API of the collection.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
+import re
 import time
 import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 REQUESTS_IMPORT_ERROR = None
 try:
@@ -23,11 +34,26 @@ except ImportError:  # pragma: no cover - exercised by the sanity import test
     requests = None
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
 
+#: Answers worth another try: rate limited, or a server/gateway error that may pass.
 RETRY_STATUSES = frozenset([429, 500, 502, 503, 504])
+MASK = "********"
+
+#: Names whose values are secrets (env keys, result keys), compared upper-cased: an explicit list...
+SECRET_NAMES = frozenset(["PASSWORD", "PASSPHRASE", "API_KEY", "APIKEY", "TOKEN", "SECRET", "PRIVATE_KEY",
+                          "DATABASE_URL", "DB_URL", "REDIS_URL", "CONNECTION_STRING", "COOKIE", "SESSION"])
+#: ...plus every name containing one of these.
+SECRET_PATTERNS = ("PASS", "PWD", "AUTH", "CRED", "DSN", "KEY", "TOKEN", "SECRET")
+
+#: An http(s) URL with a host and no whitespace, query or fragment.
+_URL = re.compile(r"https?://[A-Za-z0-9._~%-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?")
+#: What a bearer token may hold: visible ASCII (an HTTP header value), no spaces.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+#: Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class ApiError(Exception):
-    """A call that failed for good. ``status`` is the HTTP status (None for network errors)."""
+    """A call that failed for good. ``status`` is the HTTP status (None for network errors and refused input)."""
 
     def __init__(self, message, status=None, code=None, body=None):
         super(ApiError, self).__init__(message)
@@ -36,19 +62,140 @@ class ApiError(Exception):
         self.body = body
 
 
+class InputError(ApiError):
+    """An input refused before any call was made."""
+
+    def __init__(self, message):
+        super(InputError, self).__init__(message, code="invalid_input")
+
+
+# -- the connection options -------------------------------------------------------------------
+def connection_argument_spec(token_env, url_env, default_url):
+    """The options every module of one vendor takes (its doc fragment documents them)."""
+    return dict(
+        api_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, list(token_env))),
+        api_url=dict(type="str", default=default_url, fallback=(env_fallback, list(url_env))),
+        api_timeout=dict(type="int", default=30),
+    )
+
+
+def connection_problems(params):
+    """What is wrong with the connection options; never quotes the token."""
+    problems = []
+    token = params["api_token"]
+    if not token:
+        problems.append("api_token is empty")
+    elif token != token.strip() or CONTROL_CHARS.search(token):
+        problems.append("api_token has surrounding whitespace or a line break (a vault value written as a block "
+                        "scalar or piped through echo ends in a newline): remove it")
+    elif not _TOKEN.fullmatch(token):
+        problems.append("api_token may only contain visible ASCII characters (letters, digits, punctuation)")
+    if not _URL.fullmatch(params["api_url"] or ""):
+        problems.append("api_url must be an http:// or https:// URL with a host and no whitespace, "
+                        "query or fragment, for example https://api.example.com/v1")
+    if not 0 < params["api_timeout"] <= 600:
+        problems.append(f"api_timeout must be 1 to 600 seconds, got {params['api_timeout']}")
+    return problems
+
+
+# -- input checks the modules share -----------------------------------------------------------
+def name_problem(option, value, max_length=None):
+    """Why ``value`` is not a usable name (empty, surrounding blanks, control characters), or None."""
+    if value is None:
+        return None
+    if not value.strip():
+        return f"{option} must not be empty"
+    if value != value.strip() or CONTROL_CHARS.search(value):
+        return f"{option} must not have surrounding whitespace, line breaks or control characters"
+    if max_length and len(value) > max_length:
+        return f"{option} may have at most {max_length} characters, got {len(value)}"
+    return None
+
+
+def range_problem(option, value, low=None, high=None):
+    """Why the number ``value`` is outside [low, high] (or not finite), or None."""
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{option} must be a finite number, got {value}"
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"{low} to {high}" if low is not None and high is not None else (
+            f"at least {low}" if low is not None else f"at most {high}")
+        return f"{option} must be {bounds}, got {value}"
+    return None
+
+
+def relative_path_problem(option, path):
+    """Why ``path`` is not a plain relative path below its root (absolute, ``..``, control characters), or None."""
+    if path is None:
+        return None
+    if CONTROL_CHARS.search(path):
+        return f"{option} must not contain control characters or line breaks"
+    if path.startswith("/"):
+        return (f"{option} is relative and must not start with '/': "
+                f"use {path.lstrip('/')!r} instead of {path!r}")
+    if ".." in path.split("/"):
+        return f"{option} must not contain '..' segments: it has to stay below its root"
+    return None
+
+
+# -- the one secret mask ----------------------------------------------------------------------
+def is_secret_name(name):
+    """True if a value named ``name`` (an env variable, a result key) is a secret."""
+    upper = str(name).upper()
+    return upper in SECRET_NAMES or any(pattern in upper for pattern in SECRET_PATTERNS)
+
+
+def redact(value):
+    """Copy of a dict/list with the values under secret names replaced by ``MASK``, for diffs and results."""
+    if isinstance(value, dict):
+        return {k: MASK if is_secret_name(k) and v not in (None, "") else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def secret_values(value):
+    """Every non-empty value under a secret name, at any depth (for Ansible's no_log masking)."""
+    found = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if is_secret_name(k) and isinstance(v, str) and v:
+                found.add(v)
+            else:
+                found |= secret_values(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= secret_values(v)
+    return found
+
+
+# -- one resource by name ---------------------------------------------------------------------
+def only_one(items, name, what, key="name"):
+    """The one item whose ``key`` is ``name`` (API filters may be fuzzy); several is an error, none is None."""
+    matches = [item for item in items if item.get(key) == name]
+    if len(matches) > 1:
+        ids = ", ".join(str(m.get("id")) for m in matches)
+        raise ApiError(f"{len(matches)} {what} are named {name!r} (ids {ids}): "
+                       "rename or delete the extras, or use the id")
+    return matches[0] if matches else None
+
+
+# -- the client -------------------------------------------------------------------------------
 class ApiClient(object):
     """A JSON API reached with a bearer token.
 
     ``sleep`` and ``session`` are injectable so unit tests run without waiting or sockets. Left out, they
     are ``time.sleep`` and a new ``requests.Session()``, both looked up when the client is built, so a test
-    may also patch ``time.sleep`` or ``requests.Session``.
+    may also patch ``time.sleep`` or ``requests.Session``. ``retry_budget`` is the one deadline of a call,
+    its retries and the sleeps between them included.
     """
 
     #: Vendor name used in messages, e.g. "Hetzner API".
     vendor = "API"
 
     def __init__(self, base_url, token, timeout=30, max_retries=5, backoff=1.0,
-                 max_backoff=30.0, retry_budget=120.0, session=None, sleep=None,
+                 max_backoff=30.0, retry_budget=120.0, session=None, sleep=None, clock=None,
                  user_agent="selfhost.immich"):
         if requests is None:
             raise ImportError("requests is required")
@@ -61,6 +208,7 @@ class ApiClient(object):
         self.retry_budget = retry_budget
         self.session = session or requests.Session()
         self.sleep = sleep if sleep is not None else time.sleep
+        self.clock = clock or time.monotonic
         self.headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
@@ -73,61 +221,100 @@ class ApiClient(object):
         return None, _short(body)
 
     # -- core --------------------------------------------------------------------------------
-    def request(self, method, path, body=None, params=None, accept_404=False):
-        """Send one call; return the decoded JSON (or None for an empty body, or for 404 when accepted)."""
+    def request(self, method, path, body=None, params=None, accept_404=False, recover=None):
+        """Send one call; return the decoded JSON (or None for an empty body, or for 404 when accepted).
+
+        A POST may have taken effect when its answer is lost (timeout, 5xx): it is resent only if ``recover``
+        is given and returns None (it looks the resource up; what it finds is returned instead). Without
+        ``recover`` a POST is retried only when the server cannot have acted (429, connect timeout).
+        """
         url = self.base_url + path
         headers = dict(self.headers)
         data = None
         if body is not None:
             headers["Content-Type"] = "application/json"
-            data = json.dumps(body)
-        started = time.monotonic()
+            data = json.dumps(body, allow_nan=False)
+        deadline = self.clock() + self.retry_budget
         attempt = 0
         while True:
             attempt += 1
+            timeout = max(0.1, min(self.timeout, deadline - self.clock()))
+            retry_after = failure = None
             try:
                 response = self.session.request(method, url, headers=headers, data=data,
-                                                params=params, timeout=self.timeout)
+                                                params=params, timeout=timeout)
             except requests.RequestException as exc:
-                if self._may_retry(attempt, started):
-                    self.sleep(self._delay(attempt, None))
-                    continue
-                raise ApiError(f"{method} {path} failed: cannot reach {self.vendor}: {exc}") from exc
-            status = response.status_code
-            if status in RETRY_STATUSES and self._may_retry(attempt, started):
-                self.sleep(self._delay(attempt, response.headers.get("Retry-After")))
-                continue
-            if status == 404 and accept_404:
-                return None
-            if status >= 400:
-                parsed = _decode(response)
-                code, message = self.describe_error(status, parsed)
-                label = code or str(status)
-                hint = ""
-                if status in (401, 403):
-                    hint = " (check the API token and its permissions)"
-                elif status in RETRY_STATUSES:
-                    hint = f" (gave up after {attempt} attempts)"
-                raise ApiError(f"{method} {path} failed: {label}: {message}{hint}",
-                               status=status, code=code, body=parsed)
-            return _decode(response)
+                failure = f"{method} {path} failed: cannot reach {self.vendor}: {self.scrub(exc)}"
+                if not _transient(exc):
+                    raise ApiError(failure) from None
+                unsent = isinstance(exc, requests.ConnectTimeout)
+                response = None
+            else:
+                status = response.status_code
+                if status not in RETRY_STATUSES:
+                    return self._answer(method, path, response, accept_404)
+                unsent = status == 429
+                retry_after = response.headers.get("Retry-After")
+            delay = self._delay(attempt, retry_after)
+            if attempt > self.max_retries or self.clock() + delay >= deadline:
+                return self._give_up(method, path, failure, response, attempt)
+            if method == "POST" and not unsent:
+                if recover is None:
+                    return self._give_up(method, path, failure, response, attempt)
+                found = recover()
+                if found is not None:
+                    return found
+            self.sleep(delay)
 
-    def _may_retry(self, attempt, started):
-        return attempt <= self.max_retries and time.monotonic() - started < self.retry_budget
+    def _answer(self, method, path, response, accept_404):
+        status = response.status_code
+        if status == 404 and accept_404:
+            return None
+        if status >= 400:
+            self._raise_for(method, path, response)
+        return _decode(response)
+
+    def _give_up(self, method, path, failure, response, attempt):
+        if failure is not None:
+            raise ApiError(f"{failure} (gave up after {attempt} attempts)")
+        self._raise_for(method, path, response, f" (gave up after {attempt} attempts)")
+
+    def _raise_for(self, method, path, response, hint=""):
+        status = response.status_code
+        parsed = _decode(response)
+        code, message = self.describe_error(status, parsed)
+        if status in (401, 403):
+            hint = " (check the API token and its permissions)"
+        raise ApiError(self.scrub(f"{method} {path} failed: {code or status}: {message}{hint}"),
+                       status=status, code=code, body=parsed)
 
     def _delay(self, attempt, retry_after):
-        if retry_after:
-            try:
-                return min(float(retry_after), self.max_backoff)
-            except ValueError:
-                pass
-        return min(self.backoff * (2 ** (attempt - 1)), self.max_backoff)
+        """Seconds to wait: Retry-After when it is a sane number, else exponential backoff; at most max_backoff."""
+        try:
+            wanted = float(retry_after)
+        except (TypeError, ValueError):  # absent, or an HTTP date: back off
+            wanted = None
+        if wanted is None or not math.isfinite(wanted) or wanted < 0:
+            wanted = self.backoff * (2 ** (attempt - 1))
+        return min(wanted, self.max_backoff)
+
+    def scrub(self, text):
+        """``text`` without the token (exceptions of the HTTP layer may quote the Authorization header)."""
+        text = str(text)
+        for form in {self.token, self.token.strip(), repr(self.token)[1:-1]}:
+            if form:
+                text = text.replace(form, MASK)
+        return text
+
+    def execute(self, method, path, body=None, recover=None):
+        """Send one planned write (vendors that start asynchronous actions also wait for them)."""
+        return self.request(method, path, body=body, recover=recover)
 
     def get(self, path, params=None, accept_404=False):
         return self.request("GET", path, params=params, accept_404=accept_404)
 
-    def post(self, path, body=None):
-        return self.request("POST", path, body=body if body is not None else {})
+    def post(self, path, body=None, recover=None):
+        return self.request("POST", path, body=body if body is not None else {}, recover=recover)
 
     def put(self, path, body):
         return self.request("PUT", path, body=body)
@@ -137,6 +324,15 @@ class ApiClient(object):
 
     def delete(self, path, accept_404=True):
         return self.request("DELETE", path, accept_404=accept_404)
+
+
+def _transient(exc):
+    """A network error another try may cure; a bad URL, header or certificate never gets better."""
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader,
+                        requests.exceptions.SSLError)):
+        return False
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout))
 
 
 def _decode(response):
@@ -153,16 +349,59 @@ def _short(body, limit=300):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def redact(value, secret_keys=("password", "token", "key", "secret", "api_key")):
-    """Copy of a dict/list with values under secret-looking keys replaced, for diffs and results."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if any(s in str(k).lower() for s in secret_keys) and v not in (None, ""):
-                out[k] = "********"
-            else:
-                out[k] = redact(v, secret_keys)
-        return out
-    if isinstance(value, list):
-        return [redact(v, secret_keys) for v in value]
-    return value
+# -- planned writes ---------------------------------------------------------------------------
+class Plan:
+    """The calls that turn the current state into the desired one, decided before any is sent.
+
+    ``desired`` starts as a copy of the current state and is updated with each call's effect, so it is
+    both the check-mode prediction and the diff's ``after``.
+    """
+
+    def __init__(self, current):
+        self.current = current
+        self.desired = copy.deepcopy(current)
+        self.calls = []
+
+    def add(self, method, path, body=None, recover=None):
+        self.calls.append((method, path, body, recover))
+
+    def __bool__(self):
+        return bool(self.calls)
+
+    def apply(self, client, check_mode):
+        """Send the calls in order (none in check mode); return their answers."""
+        return [] if check_mode else [client.execute(*call) for call in self.calls]
+
+
+# -- the module skeleton ----------------------------------------------------------------------
+def run_module(argument_spec, manage, connect, input_problems=None, **module_kwargs):
+    """Build the module, refuse bad inputs, run ``manage(module, client)`` and exit with its result.
+
+    ``argument_spec`` includes the connection options; ``connect(params)`` builds the vendor client;
+    ``input_problems(params)`` lists what is wrong with the module's own options. Whatever goes wrong leaves
+    through :func:`fail` with ``msg``, ``status`` and ``code``, the token never in it.
+    """
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **module_kwargs)
+    if REQUESTS_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR,
+                         status=None, code="missing_library")
+    client = None
+    try:
+        problems = connection_problems(module.params) + list(input_problems(module.params) if input_problems
+                                                             else [])
+        if problems:
+            raise InputError("; ".join(problems))
+        client = connect(module.params)
+        result = manage(module, client)
+    except ApiError as exc:
+        fail(module, str(exc), exc.status, exc.code)
+    except Exception as exc:  # a bug: report it, the token scrubbed from message and traceback
+        scrub = client.scrub if client else str
+        fail(module, scrub(f"unexpected {type(exc).__name__}: {exc}"), None, "internal_error",
+             exception=scrub(traceback.format_exc()))
+    module.exit_json(**result)
+
+
+def fail(module, msg, status=None, code=None, **extra):
+    """The one way a module fails."""
+    module.fail_json(msg=msg, status=status, code=code, **extra)

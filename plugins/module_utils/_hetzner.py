@@ -4,37 +4,36 @@
 
 On top of :class:`ApiClient` (auth, retries, one error format) it knows Hetzner's error body, page/per_page
 pagination, waiting for asynchronous actions, lookup by id or name and the Storage Box password policy.
-It also holds what the modules share: the argument spec of the connection options, partial updates, and a
-:class:`Plan` of calls decided before any is sent (so check mode simply does not send them).
+It also holds what the Hetzner modules share beyond the skeleton of :mod:`_api` (connection options, ``Plan``,
+``run_module``): partial updates, the box/sub-account input checks and ``labels_problem``.
 
 Private module_utils file (leading underscore): not a public API of the collection.
 """
 
 from __future__ import annotations
 
-import copy
 import string
 from collections.abc import Callable
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.selfhost.immich.plugins.module_utils._api import (
-    REQUESTS_IMPORT_ERROR,
+    CONTROL_CHARS,
     ApiClient,
     ApiError,
     _short,
+    connection_argument_spec,
+    only_one,
+    relative_path_problem,
 )
+from ansible_collections.selfhost.immich.plugins.module_utils._api import run_module as _run_module
 
 DEFAULT_API_URL = "https://api.hetzner.com/v1"
 
 #: Connection options every Hetzner module merges into its own argument spec (documented in the
 #: selfhost.immich.hetzner doc fragment).
-HETZNER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = dict(
-    api_token=dict(type="str", required=True, no_log=True,
-                   fallback=(env_fallback, ["HETZNER_API_TOKEN", "HCLOUD_TOKEN"])),
-    api_url=dict(type="str", default=DEFAULT_API_URL, fallback=(env_fallback, ["HETZNER_API_URL"])),
-    api_timeout=dict(type="int", default=30),
-)
+HETZNER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = connection_argument_spec(
+    ["HETZNER_API_TOKEN", "HCLOUD_TOKEN"], ["HETZNER_API_URL"], DEFAULT_API_URL)
 
 # Password policy of Storage Boxes and sub-accounts (FACTS §4); checked before any call so a bad
 # password never reaches the API, and never echoed back in a message.
@@ -98,7 +97,7 @@ class HetznerClient(ApiClient):
         if box_id is not None:
             data = self.get(f"/storage_boxes/{box_id}", accept_404=True)
             return data["storage_box"] if data else None
-        return _only(self.list_all("/storage_boxes", "storage_boxes", {"name": name}), name, "Storage Boxes")
+        return only_one(self.list_all("/storage_boxes", "storage_boxes", {"name": name}), name, "Storage Boxes")
 
     def subaccounts(self, box_id: int, name: str | None = None) -> list[dict]:
         """Sub-accounts of a box (an unpaginated list), optionally filtered by name."""
@@ -106,12 +105,18 @@ class HetznerClient(ApiClient):
         return data["subaccounts"]
 
     def find_subaccount(self, box_id: int, name: str) -> dict | None:
-        return _only(self.subaccounts(box_id, name), name, f"sub-accounts of Storage Box {box_id}")
+        return only_one(self.subaccounts(box_id, name), name, f"sub-accounts of Storage Box {box_id}")
 
     # -- writing -----------------------------------------------------------------------------
-    def execute(self, method: str, path: str, body: Any = None) -> Any:
-        """Send one call; when it starts an action, wait until the action has finished."""
-        data = self.request(method, path, body=body)
+    def execute(self, method: str, path: str, body: Any = None, recover: Callable[[], Any] | None = None) -> Any:
+        """Send one call; when it starts an action, wait until the action has finished.
+
+        An action call sets absolute values (protection, access flags, a plan, a password), so sending it
+        twice does no harm: it may be resent after a lost answer. A create needs ``recover``.
+        """
+        if recover is None and "/actions/" in path:
+            recover = _nothing_found
+        data = self.request(method, path, body=body, recover=recover)
         if isinstance(data, dict) and isinstance(data.get("action"), dict):
             data["action"] = self.wait(data["action"], f"{method} {path}")
         return data
@@ -136,12 +141,9 @@ class HetznerClient(ApiClient):
         return action
 
 
-def _only(items: list[dict], name: str | None, what: str) -> dict | None:
-    """The one item named ``name`` (API filters may be fuzzy); several is an error, none is None."""
-    matches = [item for item in items if item.get("name") == name]
-    if len(matches) > 1:
-        raise ApiError(f"{len(matches)} {what} are named {name!r}: use the id instead")
-    return matches[0] if matches else None
+def _nothing_found() -> None:
+    """``recover`` of a call that is safe to resend: there is never anything to look up."""
+    return None
 
 
 # -- input checks done before any call ---------------------------------------------------------
@@ -159,12 +161,22 @@ def password_problem(password: str) -> str | None:
 
 
 def home_directory_problem(path: str) -> str | None:
-    """Why ``path`` is not a valid sub-account home directory, or None."""
-    if path.startswith("/"):
-        return ("home_directory is relative to the Storage Box root and must not start with '/': "
-                f"use {path.lstrip('/')!r} instead of {path!r}")
+    """Why ``path`` is not a valid sub-account home directory (below the box root, spec pattern), or None."""
+    problem = relative_path_problem("home_directory", path)
+    if problem:
+        return problem
     if not path or set(path) - _HOME_DIRECTORY_ALLOWED:
         return "home_directory may only contain letters, digits, spaces and . / _ -"
+    if path.strip(" /") in ("", "."):
+        return "home_directory must name a directory below the box root"
+    return None
+
+
+def labels_problem(labels: dict | None) -> str | None:
+    """Why ``labels`` are not flat string pairs (what the API stores), or None."""
+    for key, value in (labels or {}).items():
+        if not isinstance(value, str) or not key or CONTROL_CHARS.search(f"{key}{value}"):
+            return f"labels must map names to plain strings without control characters (see label {key!r})"
     return None
 
 
@@ -175,43 +187,11 @@ def partial_update(current: dict, wanted: dict | None) -> dict:
             if value is not None and current.get(key) != value}
 
 
-class Plan:
-    """The calls that turn the current state into the desired one, decided before any is sent.
-
-    ``desired`` starts as a copy of the current state and is updated with each call's effect, so it is
-    both the check-mode prediction and the diff's ``after``.
-    """
-
-    def __init__(self, current: dict | None) -> None:
-        self.current = current
-        self.desired = copy.deepcopy(current)
-        self.calls: list[tuple[str, str, Any]] = []
-
-    def add(self, method: str, path: str, body: Any = None) -> None:
-        self.calls.append((method, path, body))
-
-    def __bool__(self) -> bool:
-        return bool(self.calls)
-
-    def apply(self, client: HetznerClient, check_mode: bool) -> list[Any]:
-        """Send the calls in order (none in check mode); return their answers."""
-        return [] if check_mode else [client.execute(*call) for call in self.calls]
+def connect(params: dict) -> HetznerClient:
+    return HetznerClient(params["api_url"], params["api_token"], timeout=params["api_timeout"])
 
 
 def run_module(argument_spec: dict, manage: Callable[[AnsibleModule, HetznerClient], dict],
-               **module_kwargs: Any) -> None:
-    """Build the module and client, run ``manage(module, client)`` and exit with its result.
-
-    A failed call ends the module with the client's one-line message (it carries the vendor code).
-    """
-    module = AnsibleModule(argument_spec=dict(copy.deepcopy(HETZNER_ARGUMENT_SPEC), **argument_spec),
-                           supports_check_mode=True, **module_kwargs)
-    if REQUESTS_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    client = HetznerClient(module.params["api_url"], module.params["api_token"],
-                           timeout=module.params["api_timeout"])
-    try:
-        result = manage(module, client)
-    except ApiError as exc:
-        module.fail_json(msg=str(exc), status=exc.status, code=exc.code)
-    module.exit_json(**result)
+               input_problems: Callable[[dict], list[str]] | None = None, **module_kwargs: Any) -> None:
+    """:func:`_api.run_module` with the Hetzner connection options and client."""
+    _run_module(dict(HETZNER_ARGUMENT_SPEC, **argument_spec), manage, connect, input_problems, **module_kwargs)

@@ -1,12 +1,13 @@
 # Copyright: selfhost.immich contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one RunPod REST v2 client, and what the RunPod modules share.
+"""The one RunPod REST v2 client, and what the RunPod modules share beyond the skeleton of :mod:`_api`.
 
 - :class:`RunpodClient`: bearer auth, retries and error text come from :class:`_api.ApiClient`; this adds
   the RFC 9457 error body, the wrapped lists (``{"endpoints": [...]}``, ``{"templates": [...]}``, which
   the v2 spec does not paginate) and lookup by name.
-- :class:`RunpodResource`: desired vs current for one named template or endpoint, with check mode,
-  diff, PATCH of changed fields only, and env secrets masked in every result.
+- :class:`RunpodResource`: desired vs current for one named template or endpoint as a :class:`_api.Plan`
+  (check mode exact by construction), PATCH of changed fields only, env secrets masked in every result.
+- :func:`run_module`: :func:`_api.run_module` with the RunPod connection options and client.
 
 Private module_utils file (leading underscore): not a public API of the collection.
 """
@@ -14,23 +15,26 @@ Private module_utils file (leading underscore): not a public API of the collecti
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.selfhost.immich.plugins.module_utils._api import (
-    REQUESTS_IMPORT_ERROR,
+    CONTROL_CHARS,
     ApiClient,
-    ApiError,
+    Plan,
+    connection_argument_spec,
+    name_problem,
+    only_one,
+    range_problem,
     redact,
+    secret_values,
 )
+from ansible_collections.selfhost.immich.plugins.module_utils._api import run_module as _run_module
 
 DEFAULT_API_URL = "https://api.runpod.io/v2"
 
-RUNPOD_ARGUMENT_SPEC = dict(
-    api_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["RUNPOD_API_KEY"])),
-    api_url=dict(type="str", default=DEFAULT_API_URL, fallback=(env_fallback, ["RUNPOD_API_URL"])),
-    api_timeout=dict(type="int", default=30),
-)
+RUNPOD_ARGUMENT_SPEC = connection_argument_spec(["RUNPOD_API_KEY"], ["RUNPOD_API_URL"], DEFAULT_API_URL)
 
 #: Container settings a template and an endpoint both carry (spec: ContainerConfig).
 CONTAINER_ARGUMENT_SPEC = dict(
@@ -51,8 +55,6 @@ RESOURCE_ARGUMENT_SPEC = dict(
     **CONTAINER_ARGUMENT_SPEC,
 )
 
-#: Env keys containing one of these words hold secrets: masked in results and diffs.
-SECRET_WORDS = ("key", "token", "secret", "password")
 MASK = "********"
 
 #: Collection path -> key of the wrapped list it answers with.
@@ -60,6 +62,10 @@ LIST_KEYS = {"templates": "templates", "serverless": "endpoints"}
 
 #: Nested objects a PATCH may send partially (spec: EndpointWorkers, UpdateEndpointGpuConfig).
 PARTIAL_KEYS = ("workers", "gpu")
+
+_PORT = re.compile(r"([1-9][0-9]{0,4})/(http|tcp|udp)")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IMAGE = re.compile(r"[a-z0-9][A-Za-z0-9._/:@+-]*")
 
 
 class RunpodClient(ApiClient):
@@ -84,25 +90,44 @@ class RunpodClient(ApiClient):
 
     def find(self, collection: str, name: str) -> dict | None:
         """The one item called ``name``, or None. Several of that name cannot be managed safely."""
-        matches = [item for item in self.list(collection) if item.get("name") == name]
-        if len(matches) > 1:
-            ids = ", ".join(m["id"] for m in matches)
-            raise ApiError(f"{len(matches)} {LIST_KEYS[collection]} are named {name!r} (ids {ids}): "
-                           "rename or delete the extras first")
-        return matches[0] if matches else None
+        return only_one(self.list(collection), name, LIST_KEYS[collection])
 
     def gpu_types(self) -> list[dict]:
         """The GPU catalog; each type's ``pool`` is its serverless pool id (None: not serverless)."""
         return (self.get("/catalog/gpus") or {}).get("gpus", [])
 
 
-def client_from_module(module: AnsibleModule) -> RunpodClient:
-    if REQUESTS_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    params = module.params
-    if not params["api_token"]:
-        module.fail_json(msg="api_token is empty: set it or RUNPOD_API_KEY")
+def connect(params: dict) -> RunpodClient:
     return RunpodClient(params["api_url"], params["api_token"], timeout=params["api_timeout"])
+
+
+def run_module(argument_spec: dict, manage, input_problems=None, **module_kwargs: Any) -> None:
+    """:func:`_api.run_module` with the RunPod client (``argument_spec`` includes the connection options)."""
+    _run_module(argument_spec, manage, connect, input_problems, **module_kwargs)
+
+
+def container_problems(params: dict) -> list[str]:
+    """What is wrong with the name and container options of a template or endpoint; checked before any call."""
+    problems = [name_problem("name", params["name"], 191), name_problem("registry", params["registry"]),
+                range_problem("disk", params["disk"], 1, 10000)]
+    image = params["image"]
+    if image is not None and not _IMAGE.fullmatch(image):
+        problems.append("image must be an image reference such as ghcr.io/org/name:tag (lower-case start, "
+                        "no spaces or control characters)")
+    if params["args"] is not None and CONTROL_CHARS.search(params["args"]):
+        problems.append("args must not contain line breaks or control characters")
+    for port in params["ports"] or []:
+        match = _PORT.fullmatch(port)
+        if not match or int(match.group(1)) > 65535:
+            problems.append(f"ports: {port!r} is not port/protocol with a port 1 to 65535 and http, tcp or udp")
+    for key, value in (params["env"] or {}).items():
+        if not _ENV_NAME.fullmatch(str(key)):
+            problems.append(f"env: {key!r} is not a variable name (letters, digits, _; not starting with a digit)")
+        elif isinstance(value, (dict, list)):
+            problems.append(f"env.{key} must be a plain string, number or boolean, not a {type(value).__name__}")
+        elif isinstance(value, str) and "\0" in value:
+            problems.append(f"env.{key} must not contain NUL characters")
+    return [problem for problem in problems if problem]
 
 
 def container_body(params: dict) -> dict:
@@ -163,10 +188,10 @@ def public_view(module: AnsibleModule, resource: dict | None, before: dict | Non
     if not resource:
         return {}
     env = resource.get("env") or {}
-    module.no_log_values.update(v for k, v in env.items() if v and _looks_secret(k))
+    module.no_log_values.update(secret_values(env))
     view = copy.deepcopy(resource)
     if env:
-        view["env"] = redact(env, SECRET_WORDS)
+        view["env"] = redact(env)
         old = (before or {}).get("env") or {}
         for key, value in view["env"].items():
             if value == MASK and key in old and old[key] != env[key]:
@@ -179,25 +204,25 @@ def request_url(endpoint: dict | None) -> str | None:
     return ((endpoint or {}).get("requestUrls") or {}).get("base")
 
 
-def _looks_secret(key: str) -> bool:
-    return any(word in str(key).lower() for word in SECRET_WORDS)
-
-
 class RunpodResource(object):
     """Desired vs current for one RunPod item identified by ``name``; subclasses say what is desired.
 
-    A run makes GETs, then at most the writes needed (none in check mode), and exits with an exact
-    ``changed``, a diff of masked before/after views and the item under ``result_key``.
+    A run makes GETs, then plans the writes needed (:class:`_api.Plan`, sent only outside check mode) and returns
+    an exact ``changed``, a diff of masked before/after views and the item under ``result_key``.
     """
 
     collection = None  # "templates" or "serverless"
     result_key = None  # "template" or "endpoint"
 
-    def __init__(self, module):
+    def __init__(self, module: AnsibleModule, client: RunpodClient) -> None:
         self.module = module
-        self.client = client_from_module(module)
-        self.writes = 0  # planned writes; made only outside check mode
+        self.client = client
         public_view(module, {"env": container_body(module.params).get("env")})  # hide stated secrets at once
+
+    @classmethod
+    def manage(cls, module: AnsibleModule, client: RunpodClient) -> dict:
+        """The ``manage`` of :func:`run_module`."""
+        return cls(module, client).run()
 
     # -- hooks -------------------------------------------------------------------------------
     def desired(self, current):
@@ -220,51 +245,43 @@ class RunpodResource(object):
         return {}
 
     # -- flow --------------------------------------------------------------------------------
-    def run(self):
-        try:
-            before, after = self.reconcile()
-        except ApiError as exc:
-            self.module.fail_json(msg=str(exc))
-        results = {self.result_key: public_view(self.module, after), **self.extra_results(after)}
-        self.module.exit_json(
-            changed=self.writes > 0,
+    def run(self) -> dict:
+        plan = self.plan()
+        answers = plan.apply(self.client, self.module.check_mode)
+        before = plan.current
+        after = answers[-1] if answers and plan.desired is not None else plan.desired
+        return dict(
+            changed=bool(plan),
             id=(after or {}).get("id"),
             diff=dict(before=public_view(self.module, before), after=public_view(self.module, after, before)),
-            **results,
+            **{self.result_key: public_view(self.module, after)},
+            **self.extra_results(after),
         )
 
-    def reconcile(self) -> tuple[dict | None, dict | None]:
-        """Return (before, after), writing what is needed."""
-        current = self.client.find(self.collection, self.module.params["name"])
+    def plan(self) -> Plan:
+        """The writes taking the current item to the desired one; ``desired`` is the check-mode prediction."""
+        name = self.module.params["name"]
+        current = self.client.find(self.collection, name)
+        plan = Plan(current)
         if self.module.params["state"] == "absent":
             if current:
-                self.delete(current)
-            return current, None
+                plan.add("DELETE", self._path(current))
+            plan.desired = None
+            return plan
         desired = self.desired(current)
         expected = self.expected(desired)
-        if current is None:
-            return None, self.create(desired, expected)
-        if self.must_replace(current, expected):
-            self.delete(current)
-            return current, self.create(desired, expected)
+        replace = current is not None and self.must_replace(current, expected)
+        if current is None or replace:
+            if replace:
+                plan.add("DELETE", self._path(current))
+            plan.add("POST", "/" + self.collection, desired, recover=lambda: self.client.find(self.collection, name))
+            plan.desired = dict(expected, id=None)
+            return plan
         patch = self.changes(current, expected)
-        if not patch:
-            return current, current
-        self.writes += 1
-        if self.module.check_mode:
-            return current, merged(current, patch)
-        return current, self.client.patch(self._path(current), patch)
-
-    def create(self, desired, expected):
-        self.writes += 1
-        if self.module.check_mode:
-            return dict(expected, id=None)
-        return self.client.post("/" + self.collection, desired)
-
-    def delete(self, current):
-        self.writes += 1
-        if not self.module.check_mode:
-            self.client.delete(self._path(current))
+        if patch:
+            plan.add("PATCH", self._path(current), patch)
+            plan.desired = merged(current, patch)
+        return plan
 
     def _path(self, item):
         return f"/{self.collection}/{item['id']}"

@@ -17,6 +17,9 @@ description:
     (C(GET /v2/catalog/gpus), field C(pool)); an unknown pool fails with the list of valid ones.
 extends_documentation_fragment:
   - selfhost.immich.runpod
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.managed
+  - selfhost.immich.attributes.actiongroup_runpod
   - selfhost.immich.runpod.resource
   - selfhost.immich.runpod.container
 options:
@@ -78,7 +81,9 @@ options:
     type: int
   scaling:
     description:
-      - How the endpoint scales. Required with O(state=present).
+      - How the endpoint scales.
+      - If unset, a new endpoint gets what RunPod's console gives it - V(REQUEST_COUNT) 1 for a V(LOAD_BALANCER)
+        endpoint, V(QUEUE_DELAY) 4 seconds for a V(QUEUE) endpoint - and an existing endpoint keeps its scaling.
     type: dict
     suboptions:
       type:
@@ -89,7 +94,7 @@ options:
         choices: [REQUEST_COUNT, QUEUE_DELAY]
         required: true
       value:
-        description: Requests per worker (whole number, at least 1) or queue delay in seconds (at least 0.5).
+        description: Requests per worker (whole number, 1 to 1000) or queue delay in seconds (0.5 to 3600).
         type: float
         required: true
   flashboot:
@@ -183,18 +188,27 @@ endpoint:
     flashboot: FLASHBOOT
 """
 
+import math  # noqa: E402
 import re  # noqa: E402
 from urllib.parse import quote  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # noqa: E402
+    CONTROL_CHARS,
+    ApiError,
+    InputError,
+    only_one,
+    range_problem,
+)
 from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (  # noqa: E402
     CONTAINER_KEYS,
     RESOURCE_ARGUMENT_SPEC,
     RunpodResource,
     changed_fields,
     container_body,
+    container_problems,
     public_view,
     request_url,
+    run_module,
     without_none,
 )
 
@@ -224,34 +238,48 @@ ARGUMENT_SPEC = dict(
 CREATE_WORKERS = {"min": 0, "max": 3}
 
 
-def input_errors(params):
+#: Scaling of a new endpoint when none is given, by endpoint type (what RunPod's console sets).
+DEFAULT_SCALING = {"LOAD_BALANCER": {"type": "REQUEST_COUNT", "value": 1},
+                   "QUEUE": {"type": "QUEUE_DELAY", "value": 4}}
+_CUDA_VERSION = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def input_problems(params):
     """What is wrong with the options on their own; checked before any API call."""
-    errors = []
+    errors = container_problems(params)
     low, high, idle = params["workers_min"], params["workers_max"], params["idle_timeout"]
     if low is not None and high is not None and low > high:
         errors.append(f"workers_min ({low}) must not exceed workers_max ({high})")
-    for key in ("workers_min", "workers_max"):
-        if (params[key] or 0) < 0:
-            errors.append(f"{key} must be 0 or more")
-    for key in ("gpu_count", "disk", "timeout"):
-        if params[key] is not None and params[key] < 1:
-            errors.append(f"{key} must be 1 or more")
+    errors += [range_problem("workers_min", low, 0, 1000), range_problem("workers_max", high, 0, 1000),
+               range_problem("gpu_count", params["gpu_count"], 1, 16),
+               range_problem("timeout", params["timeout"], 1, 7 * 24 * 3600 * 1000)]
     if idle is not None and not 1 <= idle <= 3600:
         errors.append(f"idle_timeout must be between 1 and 3600 seconds, got {idle}")
-    if params["min_cuda_version"] and not re.match(r"^\d+\.\d+$", params["min_cuda_version"]):
-        errors.append(f"min_cuda_version must look like 12.2, got {params['min_cuda_version']!r}")
+    cuda = params["min_cuda_version"]
+    if cuda and not _CUDA_VERSION.fullmatch(cuda):
+        errors.append(f"min_cuda_version must look like 12.2 (major.minor), got {cuda!r}")
+    for option in ("gpu_pools", "gpu_excluded_types", "network_volumes", "data_center_ids"):
+        for value in params[option] or []:
+            if not _ID.fullmatch(value.strip() if option == "gpu_excluded_types" else value) or \
+                    CONTROL_CHARS.search(value):
+                errors.append(f"{option}: {value!r} is not an id (letters, digits, . _ -)")
+    if params["gpu_pools"] is not None and not params["gpu_pools"]:
+        errors.append("gpu_pools must name at least one pool")
     scaling = params["scaling"]
     if scaling:
         kind, value = scaling["type"], scaling["value"]
+        if not math.isfinite(value):
+            errors.append(f"scaling.value must be a finite number, got {value}")
+        elif kind == "QUEUE_DELAY" and not 0.5 <= value <= 3600:
+            errors.append("scaling.value for QUEUE_DELAY is seconds, 0.5 to 3600")
+        elif kind == "REQUEST_COUNT" and (not 1 <= value <= 1000 or value != int(value)):
+            errors.append("scaling.value for REQUEST_COUNT is requests per worker, a whole number from 1 to 1000")
         if kind == "QUEUE_DELAY" and params["type"] == "LOAD_BALANCER":
             errors.append("a LOAD_BALANCER endpoint scales on REQUEST_COUNT; QUEUE_DELAY is for QUEUE endpoints")
-        if kind == "QUEUE_DELAY" and value < 0.5:
-            errors.append("scaling.value for QUEUE_DELAY is seconds, at least 0.5")
-        if kind == "REQUEST_COUNT" and (value < 1 or value != int(value)):
-            errors.append("scaling.value for REQUEST_COUNT is requests per worker, a whole number of at least 1")
         if kind == "REQUEST_COUNT" and params["type"] == "QUEUE" and idle is not None:
             errors.append("idle_timeout does not apply to a QUEUE endpoint scaling on REQUEST_COUNT")
-    return errors
+    return [error for error in errors if error]
 
 
 def scaling_body(scaling):
@@ -271,7 +299,7 @@ class Endpoint(RunpodResource):
         params = self.module.params
         creating = current is None or (params["force"] and current.get("type") != params["type"])
         if creating and not (params["image"] or params["template"]):
-            self.module.fail_json(msg=f"image or template is required to create endpoint {params['name']!r}")
+            raise InputError(f"image or template is required to create endpoint {params['name']!r}")
         self.check_gpus(params["gpu_pools"], params["gpu_excluded_types"])
         if params["template"]:
             self.template = self.find_template(params["template"])
@@ -284,7 +312,8 @@ class Endpoint(RunpodResource):
         self.check_workers(current, workers)
         body = without_none(dict(
             name=params["name"], type=params["type"], templateId=(self.template or {}).get("id"),
-            gpu=gpu, workers=workers or None, scaling=scaling_body(params["scaling"]),
+            gpu=gpu, workers=workers or None,
+            scaling=scaling_body(params["scaling"] or (DEFAULT_SCALING[params["type"]] if creating else None)),
             flashboot=params["flashboot"], timeout=params["timeout"],
             networkVolumes=params["network_volumes"], dataCenterIds=params["data_center_ids"],
         ))
@@ -317,9 +346,9 @@ class Endpoint(RunpodResource):
         if have in (None, want):
             return False
         if not self.module.params["force"]:
-            self.module.fail_json(
-                msg=f"endpoint {current['name']!r} is {have} and its type is immutable: it cannot become {want}. "
-                    "Set force=true to delete it and create it anew (new id and request URL).")
+            raise InputError(
+                f"endpoint {current['name']!r} is {have} and its type is immutable: it cannot become {want}. "
+                "Set force=true to delete it and create it anew (new id and request URL).")
         return True
 
     def extra_results(self, item):
@@ -330,43 +359,38 @@ class Endpoint(RunpodResource):
         known = sorted({gpu["pool"] for gpu in catalog if gpu.get("pool")})
         unknown = [pool for pool in pools if pool not in known]
         if unknown:
-            self.module.fail_json(msg=f"unknown GPU pool(s) {', '.join(unknown)}; valid pools: {', '.join(known)}")
+            raise InputError(f"unknown GPU pool(s) {', '.join(unknown)}; valid pools: {', '.join(known)}")
         in_pools = sorted(gpu["id"] for gpu in catalog if gpu.get("pool") in pools)
         stray = [name for name in excluded or [] if name.strip() not in in_pools]
         if stray:
-            self.module.fail_json(msg=f"gpu_excluded_types {', '.join(stray)} are not GPU types of pools "
-                                      f"{', '.join(pools)}; these are: {', '.join(in_pools)}")
+            raise InputError(f"gpu_excluded_types {', '.join(stray)} are not GPU types of pools "
+                             f"{', '.join(pools)}; these are: {', '.join(in_pools)}")
 
     def check_workers(self, current, workers):
         effective = dict(CREATE_WORKERS, **(current or {}).get("workers") or {})
         effective.update(workers)
         if effective["min"] > effective["max"]:
-            self.module.fail_json(msg=f"workers_min ({effective['min']}) must not exceed "
-                                      f"workers_max ({effective['max']})")
+            raise InputError(f"workers_min ({effective['min']}) must not exceed workers_max ({effective['max']})")
 
     def find_template(self, ref):
         """The serverless template named or with id ``ref``; None in check mode if it does not exist yet."""
-        found = [t for t in self.client.list("templates") if ref in (t.get("name"), t.get("id"))]
-        if len(found) > 1:
-            self.module.fail_json(msg=f"template {ref!r} is ambiguous: ids {', '.join(t['id'] for t in found)}")
-        template = found[0] if found else self.client.get("/templates/" + quote(ref, safe=""), accept_404=True)
+        templates = self.client.list("templates")
+        template = only_one(templates, ref, "templates") or only_one(templates, ref, "templates", key="id")
+        if template is None:
+            template = self.client.get("/templates/" + quote(ref, safe=""), accept_404=True)
         if template is None and self.module.check_mode:
             self.module.warn(f"template {ref!r} does not exist yet: its settings are not compared in check mode")
         elif template is None:
-            self.module.fail_json(msg=f"template {ref!r} not found (looked for it by name and id)")
+            raise ApiError(f"template {ref!r} not found (looked for it by name and id)", code="not_found")
         elif not template.get("serverless"):
-            self.module.fail_json(msg=f"template {ref!r} is not a serverless template; endpoints need one")
+            raise InputError(f"template {ref!r} is not a serverless template; endpoints need one")
         public_view(self.module, template)  # its secret env values stay out of the output too
         return template
 
 
 def main():
-    module = AnsibleModule(ARGUMENT_SPEC, supports_check_mode=True,
-                           required_if=[("state", "present", ["type", "gpu_pools", "scaling"])])
-    errors = input_errors(module.params)
-    if errors:
-        module.fail_json(msg="; ".join(errors))
-    Endpoint(module).run()
+    run_module(ARGUMENT_SPEC, Endpoint.manage, input_problems,
+               required_if=[("state", "present", ["type", "gpu_pools"])])
 
 
 if __name__ == "__main__":

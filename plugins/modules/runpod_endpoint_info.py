@@ -12,16 +12,9 @@ description:
   - List the account's RunPod Serverless endpoints through the REST API v2, or read one by O(name) or O(id).
 extends_documentation_fragment:
   - selfhost.immich.runpod
-attributes:
-  check_mode:
-    support: full
-    description: Only reads; runs the same in check mode.
-  diff_mode:
-    support: N/A
-    description: Changes nothing, so there is no diff.
-  idempotent:
-    support: full
-    description: Only reads the API.
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.info_module
+  - selfhost.immich.attributes.actiongroup_runpod
 options:
   name:
     description: Only the endpoint with this name. Mutually exclusive with O(id).
@@ -67,13 +60,12 @@ endpoints:
 
 from urllib.parse import quote  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.selfhost.immich.plugins.module_utils._api import ApiError  # noqa: E402
+from ansible_collections.selfhost.immich.plugins.module_utils._api import CONTROL_CHARS, name_problem  # noqa: E402
 from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (  # noqa: E402
     RUNPOD_ARGUMENT_SPEC,
-    client_from_module,
     public_view,
     request_url,
+    run_module,
 )
 
 ARGUMENT_SPEC = dict(RUNPOD_ARGUMENT_SPEC, name=dict(type="str"), id=dict(type="str"))
@@ -86,16 +78,22 @@ def read_endpoints(client, name=None, endpoint_id=None):
     return [e for e in client.list("serverless") if name in (None, e.get("name"))]
 
 
+def input_problems(params):
+    """What is wrong with the options on their own; checked before any call."""
+    problems = [name_problem("name", params["name"], 191)]
+    if params["id"] is not None and (not params["id"].strip() or CONTROL_CHARS.search(params["id"]) or
+                                     "/" in params["id"]):
+        problems.append("id must be an endpoint id (not empty, no '/', no control characters)")
+    return [problem for problem in problems if problem]
+
+
+def manage(module, client):
+    endpoints = read_endpoints(client, module.params["name"], module.params["id"])
+    return dict(changed=False, endpoints=[dict(public_view(module, e), request_url=request_url(e)) for e in endpoints])
+
+
 def main():
-    module = AnsibleModule(ARGUMENT_SPEC, supports_check_mode=True, mutually_exclusive=[("name", "id")])
-    client = client_from_module(module)
-    try:
-        endpoints = read_endpoints(client, module.params["name"], module.params["id"])
-    except ApiError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, endpoints=[
-        dict(public_view(module, e), request_url=request_url(e)) for e in endpoints
-    ])
+    run_module(ARGUMENT_SPEC, manage, input_problems, mutually_exclusive=[("name", "id")])
 
 
 if __name__ == "__main__":

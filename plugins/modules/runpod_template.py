@@ -19,6 +19,9 @@ description:
     brings them back in line.
 extends_documentation_fragment:
   - selfhost.immich.runpod
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.managed
+  - selfhost.immich.attributes.actiongroup_runpod
   - selfhost.immich.runpod.resource
   - selfhost.immich.runpod.container
 options:
@@ -80,11 +83,12 @@ template:
     startSsh: false
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (  # noqa: E402
     RESOURCE_ARGUMENT_SPEC,
     RunpodResource,
     container_body,
+    container_problems,
+    run_module,
 )
 
 ARGUMENT_SPEC = dict(
@@ -106,9 +110,7 @@ class Template(RunpodResource):
 
 
 def main():
-    module = AnsibleModule(ARGUMENT_SPEC, supports_check_mode=True,
-                           required_if=[("state", "present", ["image"])])
-    Template(module).run()
+    run_module(ARGUMENT_SPEC, Template.manage, container_problems, required_if=[("state", "present", ["image"])])
 
 
 if __name__ == "__main__":

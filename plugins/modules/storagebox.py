@@ -19,13 +19,9 @@ author:
   - selfhost.immich contributors (@selfhost)
 extends_documentation_fragment:
   - selfhost.immich.hetzner
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.managed
+  - selfhost.immich.attributes.actiongroup_hetzner
 options:
   id:
     description:
@@ -150,9 +146,15 @@ storagebox:
     snapshot_plan: {max_snapshots: 14, minute: 30, hour: 3, day_of_week: null, day_of_month: null}
 """
 
+from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # noqa: E402
+    ApiError,
+    Plan,
+    name_problem,
+    range_problem,
+)
 from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (  # noqa: E402
     SNAPSHOT_PLAN_KEYS,
-    Plan,
+    labels_problem,
     partial_update,
     run_module,
 )
@@ -172,6 +174,22 @@ ARGUMENT_SPEC = dict(
         required_if=[("enabled", True, ("max_snapshots", "minute", "hour"))],
     ),
 )
+
+
+#: Ranges of the snapshot plan's fields (API: enable_snapshot_plan).
+SNAPSHOT_PLAN_RANGES = {"max_snapshots": (1, None), "minute": (0, 59), "hour": (0, 23), "day_of_week": (1, 7),
+                        "day_of_month": (1, 31)}
+
+
+def input_problems(params: dict) -> list[str]:
+    """What is wrong with the options on their own; checked before any call."""
+    problems = [name_problem("name", params["name"], 100), labels_problem(params["labels"]),
+                range_problem("id", params["id"], 1)]
+    plan = params["snapshot_plan"] or {}
+    if plan.get("enabled"):
+        problems += [range_problem(f"snapshot_plan.{key}", plan[key], low, high)
+                     for key, (low, high) in SNAPSHOT_PLAN_RANGES.items()]
+    return [problem for problem in problems if problem]
 
 
 def box_state(box: dict) -> dict:
@@ -221,8 +239,8 @@ def manage(module, client) -> dict:
     box = client.find_box(params["id"], params["name"])
     if box is None:
         wanted = f"with ID {params['id']}" if params["id"] is not None else f"named {params['name']!r}"
-        module.fail_json(msg=f"No Storage Box {wanted} in this project; this module configures existing boxes "
-                             "only (order one in the Hetzner Console).")
+        raise ApiError(f"No Storage Box {wanted} in this project; this module configures existing boxes "
+                       "only (order one in the Hetzner Console).", code="not_found")
     plan = plan_changes(box, params)
     if plan.apply(client, module.check_mode):
         box = client.find_box(box["id"])
@@ -232,7 +250,7 @@ def manage(module, client) -> dict:
 
 
 def main() -> None:
-    run_module(ARGUMENT_SPEC, manage, required_one_of=[("id", "name")])
+    run_module(ARGUMENT_SPEC, manage, input_problems, required_one_of=[("id", "name")])
 
 
 if __name__ == "__main__":

@@ -16,15 +16,9 @@ author:
   - selfhost.immich contributors (@selfhost)
 extends_documentation_fragment:
   - selfhost.immich.hetzner
-attributes:
-  check_mode:
-    support: full
-    details: Only reads, so it runs the same in check mode.
-  diff_mode:
-    support: N/A
-    details: Changes nothing.
-  idempotent:
-    support: full
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.info_module
+  - selfhost.immich.attributes.actiongroup_hetzner
 options:
   id:
     description: ID of the one box to return.
@@ -82,6 +76,11 @@ storageboxes:
           home_directory: immich
 """
 
+from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # noqa: E402
+    CONTROL_CHARS,
+    name_problem,
+    range_problem,
+)
 from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import run_module  # noqa: E402
 
 ARGUMENT_SPEC = dict(
@@ -89,6 +88,15 @@ ARGUMENT_SPEC = dict(
     name=dict(type="str"),
     label_selector=dict(type="str"),
 )
+
+
+def input_problems(params: dict) -> list[str]:
+    """What is wrong with the options on their own; checked before any call."""
+    problems = [name_problem("name", params["name"], 100), range_problem("id", params["id"], 1)]
+    selector = params["label_selector"]
+    if selector is not None and (not selector.strip() or CONTROL_CHARS.search(selector)):
+        problems.append("label_selector must not be empty or contain control characters")
+    return [problem for problem in problems if problem]
 
 
 def manage(module, client) -> dict:
@@ -105,7 +113,7 @@ def manage(module, client) -> dict:
 
 
 def main() -> None:
-    run_module(ARGUMENT_SPEC, manage, mutually_exclusive=[("id", "name", "label_selector")])
+    run_module(ARGUMENT_SPEC, manage, input_problems, mutually_exclusive=[("id", "name", "label_selector")])
 
 
 if __name__ == "__main__":

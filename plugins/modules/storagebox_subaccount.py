@@ -17,11 +17,11 @@ author:
   - selfhost.immich contributors (@selfhost)
 extends_documentation_fragment:
   - selfhost.immich.hetzner
+  - selfhost.immich.attributes
+  - selfhost.immich.attributes.managed
+  - selfhost.immich.attributes.actiongroup_hetzner
 attributes:
-  check_mode:
-    support: full
   diff_mode:
-    support: full
     details: The password is never shown; when one is sent, the diff shows it as C(********).
   idempotent:
     support: partial
@@ -159,9 +159,16 @@ hostname:
   sample: u123456-sub1.your-storagebox.de
 """
 
-from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (  # noqa: E402
+from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # noqa: E402
+    CONTROL_CHARS,
+    InputError,
     Plan,
+    name_problem,
+    range_problem,
+)
+from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (  # noqa: E402
     home_directory_problem,
+    labels_problem,
     partial_update,
     password_problem,
     run_module,
@@ -195,30 +202,38 @@ def subaccount_state(sub: dict) -> dict:
     )
 
 
-def check_inputs(module) -> None:
-    """Refuse a bad home directory or password before any call is made."""
-    params = module.params
+def input_problems(params: dict) -> list[str]:
+    """What is wrong with the options on their own (a bad home directory or password); checked before any call."""
+    problems = [range_problem("storagebox_id", params["storagebox_id"], 1), name_problem("name", params["name"], 50),
+                labels_problem(params["labels"])]
     if params["home_directory"] is not None:
-        problem = home_directory_problem(params["home_directory"])
-        if problem:
-            module.fail_json(msg=problem)
+        problems.append(home_directory_problem(params["home_directory"]))
+    if params["description"] is not None and CONTROL_CHARS.search(params["description"]):
+        problems.append("description must not contain line breaks or control characters")
     if params["password"] is not None:
         problem = password_problem(params["password"])
         if problem:
-            module.fail_json(msg="password does not meet the Storage Box password policy: " + problem)
+            problems.append("password does not meet the Storage Box password policy: " + problem)
+    return [problem for problem in problems if problem]
 
 
-def plan_create(box_path: str, params: dict) -> Plan:
+def plan_create(client, box_path: str, params: dict) -> Plan:
     body = {key: params[key] for key in ("name", "home_directory", "password", "description", "labels")
             if params[key] is not None}
     access = {key: value for key, value in (params["access_settings"] or {}).items() if value is not None}
     if access:
         body["access_settings"] = access
     plan = Plan(None)
-    plan.add("POST", box_path + "/subaccounts", body)
+    plan.add("POST", box_path + "/subaccounts", body, recover=lambda: created_meanwhile(client, params))
     plan.desired = dict(description="", labels={}, access_settings={})
     plan.desired.update(body, password=PASSWORD_SHOWN)
     return plan
+
+
+def created_meanwhile(client, params: dict) -> dict | None:
+    """After a lost answer to the create: the sub-account if it was created after all (then it is not resent)."""
+    sub = client.find_subaccount(params["storagebox_id"], params["name"])
+    return {"subaccount": sub} if sub else None
 
 
 def plan_update(sub_path: str, sub: dict, params: dict) -> Plan:
@@ -244,7 +259,6 @@ def plan_update(sub_path: str, sub: dict, params: dict) -> Plan:
 
 def manage(module, client) -> dict:
     params = module.params
-    check_inputs(module)
     box_path = f"/storage_boxes/{params['storagebox_id']}"
     sub = client.find_subaccount(params["storagebox_id"], params["name"])
     sub_path = f"{box_path}/subaccounts/{sub['id']}" if sub else None
@@ -257,9 +271,9 @@ def manage(module, client) -> dict:
         sub = None
     elif sub is None:
         if params["home_directory"] is None or params["password"] is None:
-            module.fail_json(msg=f"Sub-account {params['name']!r} does not exist in Storage Box "
-                                 f"{params['storagebox_id']}; home_directory and password are needed to create it.")
-        plan = plan_create(box_path, params)
+            raise InputError(f"Sub-account {params['name']!r} does not exist in Storage Box "
+                             f"{params['storagebox_id']}; home_directory and password are needed to create it.")
+        plan = plan_create(client, box_path, params)
         created = plan.apply(client, module.check_mode)
         if created:
             sub_path = f"{box_path}/subaccounts/{created[0]['subaccount']['id']}"
@@ -281,7 +295,7 @@ def result(plan: Plan, sub: dict | None) -> dict:
 
 
 def main() -> None:
-    run_module(ARGUMENT_SPEC, manage, required_if=[("update_password", "always", ("password",))])
+    run_module(ARGUMENT_SPEC, manage, input_problems, required_if=[("update_password", "always", ("password",))])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ logged; checked against the spec (a violation is recorded in ``violations`` and 
 :meth:`FakeApi.contract_fault`); checked for the bearer token (401); answered with an injected failure if one
 is pending (:meth:`FakeApi.fail_next`); routed. Every answer to a request that met the spec is checked against
 the spec too: an answer the real API would not give is recorded in ``response_problems`` (a bug of the fake).
+A request the spec allows but the fake does not model is answered 501 (never a plausible 404 that could hide a
+bug) and recorded in ``response_problems`` as well (:meth:`FakeApi.not_modelled`), so the test fails.
 
 Control paths, outside every vendor's API (for a fake run as a process, e.g. by Molecule):
 ``GET /_fake/log``, ``GET /_fake/violations``, ``GET /_fake/response_problems``,
@@ -25,7 +27,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from contract import Contract, ContractViolation
+if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
+    from .contract import Contract, ContractViolation
+else:  # run as a script from this directory (Molecule's prepare starts fakes so)
+    from contract import Contract, ContractViolation
 
 CONTROL_PREFIX = "/_fake/"
 
@@ -42,9 +47,9 @@ class Fault(Exception):
 
 
 @cache
-def load_contract(spec_file: str) -> Contract:
+def load_contract(spec_file: str, path_prefixes: tuple[str, ...] = ()) -> Contract:
     """One parsed spec per file and process (parsing takes a while; a fake is started in many tests)."""
-    return Contract(spec_file)
+    return Contract(spec_file, path_prefixes=path_prefixes)
 
 
 def utc_now() -> str:
@@ -57,12 +62,13 @@ class FakeApi:
 
     spec_file: str = ""       # file in the contracts directory
     prefix: str = ""          # path prefix of the API in URLs, e.g. "/v1"
+    spec_paths: tuple[str, ...] = ()  # spec paths the fake models (all if empty); a fuller spec is cut to these
     fault: type[Fault] = Fault
     unauthorized = "invalid token"
 
     def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.token, self.host, self.port = token, host, port
-        self.contract = load_contract(self.spec_file)  # loaded now, not while the first request waits
+        self.contract = load_contract(self.spec_file, self.spec_paths)  # loaded now, not while the first request waits
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self.reset()
@@ -71,6 +77,13 @@ class FakeApi:
     def route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         """Answer a valid, authenticated request: (status, JSON answer or None). ``path`` is after the prefix."""
         raise NotImplementedError
+
+    def not_modelled(self, method: str, path: str, what: str = "") -> Fault:
+        """The answer to a valid request this fake does not model: 501, recorded as a problem of the fake."""
+        message = f"{method} {self.prefix}{path}{what} is valid but not modelled by this fake"
+        with self.lock:
+            self.response_problems.append(message)
+        return self.fault(501, message)
 
     def contract_fault(self, violation: ContractViolation) -> Fault:
         """The answer to a request that breaks the spec."""
@@ -160,7 +173,7 @@ class FakeApi:
             entry["status"] = status
             if answer is not None:
                 extra = dict({"Content-Type": self.content_type(status)}, **extra)
-            if met_contract:
+            if met_contract and status != 501:  # 501 is the fake's own gap, recorded by not_modelled
                 self._check_response(method, raw_path, status, extra, answer)
             return status, answer, extra
 

@@ -3,8 +3,10 @@
 Every fake in tests/fakes/ runs each request through :meth:`Contract.validate` before it answers, so a module
 that sends a body or path the real API would reject fails its test here instead of in production; it then
 checks its answer with :meth:`Contract.validate_response`, so a fake cannot drift from the real API's shapes.
-The specs live in ``../shared/contracts`` (the vendor's files, unchanged on disk); ``SELFHOST_CONTRACTS_DIR``
-overrides where they are looked for.
+Where the specs come from is :func:`spec_path`'s business (and tests/contracts.yml's: file name -> published URL):
+``SELFHOST_CONTRACTS_DIR``, then ``../shared/contracts`` beside the checkout, then a download of the vendor's
+published file into a cache. A fake may keep only the paths it models (``path_prefixes``), so the full vendor
+spec and a subset of it behave the same.
 """
 
 from __future__ import annotations
@@ -13,28 +15,104 @@ import copy
 import json
 import os
 import re
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import yaml
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from openapi_core.templating.paths.exceptions import PathNotFound, ServerNotFound
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = REPO_ROOT / "tests" / "contracts.yml"
+DOWNLOAD_TIMEOUT = 10
 
 
-def contracts_dir() -> Path:
-    """Where the vendors' specs are: shared/contracts beside the checkout, unless overridden."""
+class ContractsMissing(Exception):
+    """No copy of a vendor spec could be found or downloaded; the message says how to provide it (one line)."""
+
+
+def _main_checkout() -> Path:
+    """The main checkout of this repository (itself, unless this is a ``git worktree``)."""
+    git = REPO_ROOT / ".git"
+    if git.is_file():  # a worktree: "gitdir: <main>/.git/worktrees/<name>"
+        gitdir = Path(git.read_text().split(":", 1)[1].strip())
+        if gitdir.parent.name == "worktrees":
+            return gitdir.parent.parent.parent
+    return REPO_ROOT
+
+
+def candidate_dirs() -> list[Path]:
+    """Where the specs are looked for before downloading, in order."""
     override = os.environ.get("SELFHOST_CONTRACTS_DIR")
-    candidates = [Path(override)] if override else []
-    candidates += [REPO_ROOT.parent / "shared" / "contracts", REPO_ROOT / "shared" / "contracts"]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"no contracts directory among {[str(c) for c in candidates]}")
+    dirs = [Path(override)] if override else []
+    dirs += [REPO_ROOT.parent / "shared" / "contracts", _main_checkout().parent / "shared" / "contracts"]
+    return list(dict.fromkeys(dirs))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "selfhost-immich" / "contracts"
+
+
+def manifest() -> dict[str, dict]:
+    return yaml.safe_load(MANIFEST.read_text())
+
+
+_failed_downloads: dict[str, str] = {}
+
+
+def spec_path(spec_file: str) -> Path:
+    """The file ``spec_file`` from the first place that has it; downloaded once into the cache if none does."""
+    for directory in candidate_dirs() + [cache_dir()]:
+        if (directory / spec_file).is_file():
+            return directory / spec_file
+    entry = manifest().get(spec_file) or {}
+    url = entry.get("url")
+    problem = _failed_downloads.get(spec_file) or _download(spec_file, url)
+    if problem is None:
+        return cache_dir() / spec_file
+    _failed_downloads[spec_file] = problem
+    raise ContractsMissing(
+        f"vendor spec {spec_file} not found ({problem}): set SELFHOST_CONTRACTS_DIR to a directory holding the "
+        f"files named in tests/contracts.yml (this one is published at {url}), or put them in "
+        f"{REPO_ROOT.parent / 'shared' / 'contracts'}")
+
+
+def _download(spec_file: str, url: str | None) -> str | None:
+    """Fetch ``url`` into the cache; None when it worked, else why not."""
+    if not url:
+        return "no URL for it in tests/contracts.yml"
+    if os.environ.get("SELFHOST_CONTRACTS_DOWNLOAD", "1") == "0":
+        return "downloading is off (SELFHOST_CONTRACTS_DOWNLOAD=0)"
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as answer:  # noqa: S310 (a fixed https URL)
+            data = answer.read()
+        json.loads(data)
+    except (OSError, ValueError) as exc:
+        return f"download of {url} failed: {type(exc).__name__}: {exc}".replace("\n", " ")
+    target = cache_dir() / spec_file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    partial.write_bytes(data)
+    partial.replace(target)
+    return None
+
+
+def keep_paths(spec: dict, prefixes: tuple[str, ...]) -> dict:
+    """``spec`` with only the paths under ``prefixes`` (all if empty) and their server as the spec's server.
+
+    The full vendor spec then refuses what the fake does not serve exactly like a subset file does.
+    """
+    if not prefixes:
+        return spec
+    kept = {path: item for path, item in spec["paths"].items() if path.startswith(prefixes)}
+    servers = next((item["servers"] for item in kept.values() if isinstance(item, dict) and item.get("servers")),
+                   spec.get("servers"))
+    return dict(spec, paths=kept, servers=servers)
 
 
 class ContractViolation(Exception):
@@ -88,10 +166,10 @@ class Contract:
     #: Error bodies some vendors send (RFC 9457) are JSON as well.
     MEDIA_TYPES = {"application/problem+json": json.loads}
 
-    def __init__(self, spec_file: str, relax_nullable_refs: bool = True) -> None:
-        path = contracts_dir() / spec_file
-        self.spec = json.loads(path.read_text())
-        checked = copy.deepcopy(self.spec)
+    def __init__(self, spec_file: str, relax_nullable_refs: bool = True, path_prefixes: tuple[str, ...] = ()) -> None:
+        self.path = spec_path(spec_file)
+        self.spec = json.loads(self.path.read_text())
+        checked = keep_paths(copy.deepcopy(self.spec), path_prefixes)
         _upper_case_status_ranges(checked)
         if relax_nullable_refs:
             _inline_nullable_refs(checked)
@@ -99,7 +177,7 @@ class Contract:
         # check refuses although requests validate fine: the spec itself is not validated.
         self.openapi = OpenAPI.from_dict(checked, config=Config(
             spec_validator_cls=None, extra_media_type_deserializers=self.MEDIA_TYPES))
-        server = urlsplit(self.spec["servers"][0]["url"])
+        server = urlsplit(checked["servers"][0]["url"])
         self.host_url = f"{server.scheme}://{server.netloc}"
         self.server_path = server.path.rstrip("/")
 

@@ -33,8 +33,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from base import FakeApi, Fault, argument_parser, serve, utc_now
-from contract import ContractViolation
+if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
+    from .base import FakeApi, Fault, argument_parser, serve, utc_now
+    from .contract import ContractViolation
+else:  # run as a script from this directory (Molecule's prepare starts fakes so)
+    from base import FakeApi, Fault, argument_parser, serve, utc_now
+    from contract import ContractViolation
 
 SPEC_FILE = "hetzner-storage-boxes.openapi.json"
 API_PREFIX = "/v1"
@@ -43,8 +47,8 @@ BOX_ACCESS = ("reachable_externally", "samba_enabled", "ssh_enabled", "webdav_en
 SUB_ACCESS = ("reachable_externally", "readonly", "samba_enabled", "ssh_enabled", "webdav_enabled")
 PASSWORD_SPECIALS = set("^°!§$%/()=?+#-.,;:~*@{}_&")
 ERROR_CODES = {401: "unauthorized", 404: "not_found", 409: "conflict", 423: "locked",
-               429: "rate_limit_exceeded", 500: "server_error", 502: "bad_gateway", 503: "unavailable",
-               504: "timeout"}
+               429: "rate_limit_exceeded", 500: "server_error", 501: "not_implemented", 502: "bad_gateway",
+               503: "unavailable", 504: "timeout"}
 
 
 class Reject(Fault):
@@ -66,6 +70,7 @@ class HetznerFake(FakeApi):
 
     spec_file = SPEC_FILE
     prefix = API_PREFIX
+    spec_paths = ("/storage_box",)  # the Storage Box part of the Hetzner API spec (or all of the subset file)
     fault = Reject
     unauthorized = "unable to authenticate"
 
@@ -165,7 +170,7 @@ class HetznerFake(FakeApi):
             if match and route_method == method:
                 args = [int(a) if a.isdigit() else a for a in match.groups()]
                 return getattr(self, name)(*args, query=query, body=body)
-        raise Reject(404, f"{method} {path} is valid but not implemented by the fake")
+        raise self.not_modelled(method, path)
 
     def _box(self, box_id: int) -> dict:
         if box_id not in self.boxes:
@@ -183,6 +188,9 @@ class HetznerFake(FakeApi):
         boxes = [b for b in sorted(self.boxes.values(), key=lambda b: b["id"])
                  if query.get("name") in (None, b["name"]) and _labels_match(b["labels"], query.get("label_selector"))]
         page, per_page = int(query.get("page", 1)), int(query.get("per_page", 25))
+        if page < 1 or not 1 <= per_page <= 50:  # the real API refuses these (spec text: per_page at most 50)
+            field = "page" if page < 1 else "per_page"
+            raise self._violation(f"GET /storage_boxes: {field}={query.get(field)} is out of range", field)
         last_page = max(1, -(-len(boxes) // per_page))
         pagination = {"page": page, "per_page": per_page, "previous_page": page - 1 if page > 1 else None,
                       "next_page": page + 1 if page < last_page else None, "last_page": last_page,
@@ -225,7 +233,7 @@ class HetznerFake(FakeApi):
             def change() -> None:
                 self.passwords[("storage_box", box_id)] = body["password"]
         else:
-            raise Reject(404, f"box action {command} is not implemented by the fake")
+            raise self.not_modelled("POST", f"/storage_boxes/{box_id}/actions/{command}")
         return 201, {"action": self._start_action(command, [(box_id, "storage_box")], change)}
 
     def list_subaccounts(self, box_id: int, query: dict, body: Any) -> tuple[int, Any]:
@@ -281,7 +289,7 @@ class HetznerFake(FakeApi):
             def change() -> None:
                 self.passwords[("subaccount", sub_id)] = body["password"]
         else:
-            raise Reject(404, f"subaccount action {command} is not implemented by the fake")
+            raise self.not_modelled("POST", f"/storage_boxes/{box_id}/subaccounts/{sub_id}/actions/{command}")
         return 201, {"action": self._start_action(command, [(sub_id, "storage_box_subaccount")], change)}
 
     # -- actions -----------------------------------------------------------------------------

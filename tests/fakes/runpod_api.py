@@ -30,8 +30,12 @@ import secrets
 import string
 from urllib.parse import unquote
 
-from base import FakeApi, Fault, argument_parser, serve, utc_now
-from contract import ContractViolation
+if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
+    from .base import FakeApi, Fault, argument_parser, serve, utc_now
+    from .contract import ContractViolation
+else:  # run as a script from this directory (Molecule's prepare starts fakes so)
+    from base import FakeApi, Fault, argument_parser, serve, utc_now
+    from contract import ContractViolation
 
 DEFAULT_API_KEY = "rpa_fake_0123456789"
 
@@ -57,7 +61,7 @@ class Problem(Fault):
     """An RFC 9457 error answer."""
 
     TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 422: "Unprocessable Entity",
-              429: "Too Many Requests", 503: "Service Unavailable"}
+              429: "Too Many Requests", 501: "Not Implemented", 503: "Service Unavailable"}
 
     def __init__(self, status: int, detail: str, errors: list[str] | None = None, headers: dict | None = None) -> None:
         super().__init__(status, detail, headers)
@@ -93,6 +97,7 @@ class FakeRunpod(FakeApi):
             super().reset()
             self.templates: dict[str, dict] = {}
             self.endpoints: dict[str, dict] = {}
+            self.bound_templates: dict[str, str] = {}  # endpoint id -> id of the template it was created from
 
     def contract_fault(self, violation: ContractViolation) -> Problem:
         return Problem(400, "request violates the RunPod v2 contract", [str(violation)])
@@ -105,7 +110,7 @@ class FakeRunpod(FakeApi):
         if path == "/catalog/gpus" and method == "GET":
             return 200, {"gpus": copy.deepcopy(self.gpus)}
         if not match:
-            raise Problem(404, f"{method} {path} is not served by this fake")
+            raise self.not_modelled(method, path)
         kind, item_id = match.group(1), unquote(match.group(2) or "")
         store = self.templates if kind == "templates" else self.endpoints
         list_key = "templates" if kind == "templates" else "endpoints"
@@ -121,7 +126,11 @@ class FakeRunpod(FakeApi):
         if method == "GET":
             return 200, copy.deepcopy(store[item_id])
         if method == "DELETE":
+            users = sorted(e for e, t in self.bound_templates.items() if t == item_id)
+            if kind == "templates" and users:  # spec: "Template is in use by a pod or serverless endpoint"
+                raise Problem(400, f"template {item_id} is in use by endpoint(s) {', '.join(users)}")
             del store[item_id]
+            self.bound_templates.pop(item_id, None)
             return 204, None
         update = self._update_template if kind == "templates" else self._update_endpoint
         update(store[item_id], body)
@@ -159,6 +168,8 @@ class FakeRunpod(FakeApi):
             gpu["allowedCudaVersions"] = list(template["allowedCudaVersions"])
         gpu.update(copy.deepcopy(body["gpu"]))
         endpoint_id = _new_id()
+        if template:
+            self.bound_templates[endpoint_id] = template["id"]
         endpoint.update(
             id=endpoint_id, name=body["name"], type=body["type"], requestUrls=_request_urls(endpoint_id, body["type"]),
             gpu=gpu, workers=dict({"min": 0, "max": 3, "idleTimeout": 10}, **body.get("workers", {})),
@@ -172,6 +183,8 @@ class FakeRunpod(FakeApi):
     def _update_endpoint(self, endpoint: dict, body: dict) -> None:
         updated = copy.deepcopy(endpoint)
         template = self._template_for(body.get("templateId"))
+        if template:
+            self.bound_templates[endpoint["id"]] = template["id"]
         if template:
             updated.update({k: copy.deepcopy(template[k]) for k in CONTAINER_KEYS})
         self._apply_container(updated, body, merge_env=bool(template))

@@ -1,24 +1,7 @@
-"""Read a role's own YAML/Jinja files the way Ansible would template them, for template unit tests."""
+"""Kept for tests/unit/roles, which import ``role_files``; the helpers live in tests/unit/utils/role_files.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import load_trusted, trust
 
-import yaml
-from ansible.template import trust_as_template
-
-
-def trust(value):
-    """ansible-core 2.19 templates only trusted strings: mark the role's own file contents as such."""
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: trust(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [trust(v) for v in value]
-    return value
-
-
-def load_trusted(path: Path):
-    """A role YAML file (defaults, vars, tasks), its strings trusted as templates."""
-    return trust(yaml.safe_load(path.read_text()))
+__all__ = ["load_trusted", "trust"]

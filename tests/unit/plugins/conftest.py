@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hetzner_calls
 import pytest
-import runpod_calls
-from module_harness import ModuleRunner
+from ansible_collections.selfhost.immich.tests.unit.utils import hetzner_calls, runpod_calls
+from ansible_collections.selfhost.immich.tests.unit.utils.module_harness import ModuleRunner
 
 
 @pytest.fixture

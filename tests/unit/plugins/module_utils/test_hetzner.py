@@ -11,9 +11,9 @@ from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (
     partial_update,
     password_problem,
 )
-from hetzner_calls import API_URL
-from hetzner_calls import action as action_object
-from http_calls import Call, ScriptedSession, scripted_client
+from ansible_collections.selfhost.immich.tests.unit.utils.hetzner_calls import API_URL
+from ansible_collections.selfhost.immich.tests.unit.utils.hetzner_calls import action as action_object
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call, ScriptedSession, scripted_client
 
 BOX_PAGE = {"page": 1, "per_page": 50}
 
@@ -100,7 +100,7 @@ def test_find_box_by_name_matches_exactly_and_refuses_duplicates():
     twice = {"storage_boxes": [{"id": 1, "name": "photos"}, {"id": 2, "name": "photos"}], "meta": {}}
     client, _, _ = client_for([Call("GET", "/storage_boxes", params=dict(BOX_PAGE, name="photos"))
                                .returns(200, twice)])
-    with pytest.raises(ApiError, match="2 Storage Boxes are named 'photos': use the id instead"):
+    with pytest.raises(ApiError, match=r"2 Storage Boxes are named 'photos' \(ids 1, 2\): rename or delete"):
         client.find_box(name="photos")
 
 

@@ -12,7 +12,7 @@ from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (
     public_view,
     request_url,
 )
-from http_calls import Call, scripted_client
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call, scripted_client
 
 BASE = "https://api.runpod.io/v2"
 

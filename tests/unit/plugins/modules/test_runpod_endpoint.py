@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.selfhost.immich.plugins.modules import runpod_endpoint
-from http_calls import Call
-from runpod_calls import IMAGE, assert_no_secrets, catalog_call, endpoint, list_call, template, v2
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
+from ansible_collections.selfhost.immich.tests.unit.utils.runpod_calls import (
+    IMAGE,
+    assert_no_secrets,
+    catalog_call,
+    endpoint,
+    list_call,
+    template,
+    v2,
+)
 
 ARGS = {
     "name": "immich-ml", "type": "LOAD_BALANCER", "template": "immich-ml", "gpu_pools": ["ADA_24", "AMPERE_24"],
@@ -123,7 +131,7 @@ def test_unknown_gpu_pool_fails_listing_the_valid_ones(run_runpod):
     ({"scaling": {"type": "QUEUE_DELAY", "value": 4}}, "a LOAD_BALANCER endpoint scales on REQUEST_COUNT"),
     ({"type": "QUEUE", "scaling": {"type": "REQUEST_COUNT", "value": 4}},
      "idle_timeout does not apply to a QUEUE endpoint scaling on REQUEST_COUNT"),
-    ({"scaling": {"type": "REQUEST_COUNT", "value": 0.5}}, "a whole number of at least 1"),
+    ({"scaling": {"type": "REQUEST_COUNT", "value": 0.5}}, "a whole number from 1 to 1000"),
     ({"min_cuda_version": "12"}, "min_cuda_version must look like 12.2"),
 ])
 def test_bad_input_fails_before_any_call(run_runpod, change, message):
@@ -210,3 +218,34 @@ def test_template_given_by_id_is_found_in_the_list(run_runpod):
     calls = [list_call("serverless", [endpoint()]), catalog_call(), list_call("templates", [template()])]
     result, _, _ = run_runpod(runpod_endpoint, dict(ARGS, template="tpl00001"), calls)
     assert result["changed"] is False
+
+
+@pytest.mark.parametrize("kind, scaling", [
+    ("LOAD_BALANCER", {"type": "REQUEST_COUNT", "requestCount": 1}),
+    ("QUEUE", {"type": "QUEUE_DELAY", "queueDelay": 4}),
+])
+def test_scaling_defaults_by_type_on_create(run_runpod, kind, scaling):
+    args = {k: v for k, v in ARGS.items() if k not in ("scaling", "idle_timeout")}
+    post = Call("POST", v2("/serverless"), body={
+        "name": "immich-ml", "type": kind, "templateId": "tpl00001",
+        "gpu": {"pools": ["ADA_24", "AMPERE_24"], "minCudaVersion": "12.2"},
+        "workers": {"min": 0, "max": 2}, "scaling": scaling, "flashboot": "FLASHBOOT",
+    }).returns(201, endpoint(type=kind, scaling=scaling))
+    result, session, _ = run_runpod(runpod_endpoint, dict(args, type=kind), reads([]) + [post])
+    assert result["changed"] is True
+    assert session.writes[-1][2]["scaling"] == scaling
+
+
+def test_unset_scaling_keeps_the_existing_one(run_runpod):
+    args = {k: v for k, v in ARGS.items() if k != "scaling"}
+    result, session, _ = run_runpod(runpod_endpoint, args, reads([endpoint()]))
+    assert (result["changed"], session.writes) == (False, [])
+
+
+def test_every_failure_has_msg_status_and_code(run_runpod):
+    refused, _, _ = run_runpod(runpod_endpoint, dict(ARGS, workers_min=-1), [], fails=True)
+    assert (refused["status"], refused["code"]) == (None, "invalid_input")
+    calls = [Call("GET", v2("/serverless")).returns(403, {"title": "Forbidden", "status": 403, "detail": "no"})]
+    denied, _, _ = run_runpod(runpod_endpoint, ARGS, calls, fails=True)
+    assert (denied["status"], denied["code"]) == (403, "403 Forbidden")
+    assert denied["msg"].startswith("GET /serverless failed: 403 Forbidden: no")

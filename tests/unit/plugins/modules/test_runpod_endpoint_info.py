@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ansible_collections.selfhost.immich.plugins.modules import runpod_endpoint_info
-from http_calls import Call
-from runpod_calls import assert_no_secrets, endpoint, list_call, v2
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
+from ansible_collections.selfhost.immich.tests.unit.utils.runpod_calls import assert_no_secrets, endpoint, list_call, v2
 
 
 def test_lists_endpoints_by_name_with_request_url(run_runpod):

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from ansible_collections.selfhost.immich.plugins.modules import runpod_template
-from http_calls import Call
-from runpod_calls import HF_TOKEN, IMAGE, assert_no_secrets, list_call, template, v2
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
+from ansible_collections.selfhost.immich.tests.unit.utils.runpod_calls import (
+    HF_TOKEN,
+    IMAGE,
+    assert_no_secrets,
+    list_call,
+    template,
+    v2,
+)
 
 ARGS = {"name": "immich-ml", "image": IMAGE, "env": {"PORT": 3003, "PORT_HEALTH": "3003", "HF_TOKEN": HF_TOKEN},
         "ports": ["3003/http"], "disk": 20}
@@ -63,7 +70,7 @@ def test_two_templates_with_the_name_fail_without_writing(run_runpod):
     calls = [list_call("templates", [template(), template(id="tpl00002")])]
     result, session, _ = run_runpod(runpod_template, ARGS, calls, fails=True)
     assert result["msg"] == ("2 templates are named 'immich-ml' (ids tpl00001, tpl00002): "
-                             "rename or delete the extras first")
+                             "rename or delete the extras, or use the id")
     assert session.writes == []
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.selfhost.immich.plugins.modules import storagebox
-from hetzner_calls import action_calls, box, listing
-from http_calls import Call
+from ansible_collections.selfhost.immich.tests.unit.utils.hetzner_calls import action_calls, box, listing
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
 
 # `-k hetzner` selects these with the client and integration tests.
 pytestmark = pytest.mark.hetzner
@@ -145,8 +145,8 @@ def test_missing_box_is_reported_not_created(run_hetzner):
 
 
 def test_missing_requests_library(run_hetzner, monkeypatch):
-    from ansible_collections.selfhost.immich.plugins.module_utils import _hetzner
+    from ansible_collections.selfhost.immich.plugins.module_utils import _api
 
-    monkeypatch.setattr(_hetzner, "REQUESTS_IMPORT_ERROR", "Traceback: No module named 'requests'")
+    monkeypatch.setattr(_api, "REQUESTS_IMPORT_ERROR", "Traceback: No module named 'requests'")
     result, _, _ = run_hetzner(storagebox, {"name": "photos"}, [], fails=True)
     assert "Failed to import the required Python library (requests)" in result["msg"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.selfhost.immich.plugins.modules import storagebox_info
-from hetzner_calls import box, listing, subaccount
-from http_calls import Call, ScriptedSession
+from ansible_collections.selfhost.immich.tests.unit.utils.hetzner_calls import box, listing, subaccount
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call, ScriptedSession
 
 # `-k hetzner` selects these with the client and integration tests.
 pytestmark = pytest.mark.hetzner

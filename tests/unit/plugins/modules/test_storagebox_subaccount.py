@@ -6,8 +6,8 @@ import json
 
 import pytest
 from ansible_collections.selfhost.immich.plugins.modules import storagebox_subaccount
-from hetzner_calls import action, action_calls, subaccount
-from http_calls import Call
+from ansible_collections.selfhost.immich.tests.unit.utils.hetzner_calls import action, action_calls, subaccount
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
 
 # `-k hetzner` selects these with the client and integration tests.
 pytestmark = pytest.mark.hetzner
@@ -111,7 +111,7 @@ def test_absent_when_missing_only_reads(run_hetzner):
 
 def test_leading_slash_home_directory_is_refused_before_any_call(run_hetzner):
     result, session, _ = run_hetzner(storagebox_subaccount, dict(ARGS, home_directory="/immich"), [], fails=True)
-    assert result["msg"] == ("home_directory is relative to the Storage Box root and must not start with '/': "
+    assert result["msg"] == ("home_directory is relative and must not start with '/': "
                              "use 'immich' instead of '/immich'")
     assert session.sent == []
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from http_calls import Call
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
 
 API_URL = "https://api.hetzner.test"
 TOKEN = "unit-test-token-Secret1!"

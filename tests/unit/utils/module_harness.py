@@ -28,10 +28,10 @@ from ansible.module_utils import basic
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.selfhost.immich.plugins.module_utils import _api
-from http_calls import Call, ScriptedSession
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call, ScriptedSession
 
 
-class ModuleExit(Exception):
+class ModuleExit(SystemExit):
     """exit_json or fail_json was called; ``result`` is what the module passed (``failed`` included)."""
 
     def __init__(self, result: dict) -> None:

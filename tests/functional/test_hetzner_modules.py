@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from hetzner_api import HetznerFake
+from ansible_collections.selfhost.immich.tests.fakes.hetzner_api import HetznerFake
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"

@@ -9,8 +9,8 @@ import copy
 import json
 
 from ansible_collections.selfhost.immich.plugins.module_utils import _runpod
-from http_calls import Call
-from runpod_api import gpu_catalog
+from ansible_collections.selfhost.immich.tests.fakes.runpod_api import gpu_catalog
+from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call
 
 TOKEN = "rpa_unit_test_key_0001"
 HF_TOKEN = "hf_unit_secret_value"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from runpod_api import FakeRunpod
+from ansible_collections.selfhost.immich.tests.fakes.runpod_api import FakeRunpod
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_SCRIPT = REPO / "tests" / "fakes" / "runpod_api.py"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# ansible-test sanity of the collection, without Docker and without ci-files.testing.ansible.com:
+# - ansible-test wants the collection at .../ansible_collections/selfhost/immich as a real directory outside any
+#   git work tree that ignores it, so the checkout's files (tracked and new, not ignored) are copied to a temporary
+#   directory first;
+# - each test's venv gets its requirements from the package index; the pip bootstrap script ansible-test would
+#   download is replaced by tests/sanity/get_pip.py (in a HOME of its own, so nothing outside .cache/ is touched).
+# SELFHOST_SANITY_TESTS overrides the tests run (default: those below, which work offline).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+work=$repo/.cache/sanity
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+tree=$scratch/ansible_collections/selfhost/immich
+tests=${SELFHOST_SANITY_TESTS:-"validate-modules import yamllint pep8 pylint compile ansible-doc runtime-metadata \
+  action-plugin-docs empty-init line-endings no-assert no-get-exception no-illegal-filenames no-smart-quotes \
+  replace-urlopen shebang symlinks use-argspec-type-path use-compat-six"}
+
+mkdir -p "$tree"
+(cd "$repo" && git ls-files -co --exclude-standard -z | grep -zv '^\.collections/' |
+  xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | tar --null -cf - -T -) | tar -xf - -C "$tree"
+
+pip_version=$(python -c 'import pathlib, ansible_test as a
+text = (pathlib.Path(a.__file__).parent / "_data/requirements/ansible-test.txt").read_text()
+print(next((l.split("==")[1] for l in text.splitlines() if l.startswith("pip==")), "24.2"))' 2>/dev/null || echo 24.2)
+mkdir -p "$work/home/.ansible/test/cache"
+cp "$repo/tests/sanity/get_pip.py" "$work/home/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+
+args=()
+for test in $tests; do args+=(--test "$test"); done
+cd "$tree"
+HOME=$work/home ansible-test sanity --python "${SELFHOST_SANITY_PYTHON:-3.11}" --color no "${args[@]}"
