@@ -301,7 +301,7 @@ class ApiClient(object):
     def scrub(self, text):
         """``text`` without the token (exceptions of the HTTP layer may quote the Authorization header)."""
         text = str(text)
-        for form in {self.token, self.token.strip(), repr(self.token)[1:-1]}:
+        for form in (self.token, self.token.strip(), repr(self.token)[1:-1]):
             if form:
                 text = text.replace(form, MASK)
         return text
