@@ -255,7 +255,7 @@ def gpu_catalog(gpus: tuple[tuple, ...] | list[tuple] = tuple(DEFAULT_GPUS)) -> 
 
 
 def _new_id() -> str:
-    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _position in range(8))
 
 
 def _request_urls(endpoint_id: str, endpoint_type: str) -> dict:

@@ -111,9 +111,9 @@ def run_playbook(tmp_path: Path, fakes, tasks: list[dict], *options: str, json_o
 def test_bad_input_is_refused_before_any_call(tmp_path, fakes, module):
     cases = CORPUS[module]
     assert len(cases) >= 10
-    tasks = [{"name": f"Case {i}", f"selfhost.immich.{module}": {k: v for k, v in dict(VALID[module], **change).items()
-                                                                if v is not None},
-              "ignore_errors": True} for i, (change, _) in enumerate(cases)]
+    tasks = [{"name": f"Case {i}", "ignore_errors": True,
+              f"selfhost.immich.{module}": {k: v for k, v in dict(VALID[module], **change).items() if v is not None}}
+             for i, (change, _) in enumerate(cases)]
     done = run_playbook(tmp_path, fakes, tasks, json_output=True)
     report = json.loads(done.stdout)
     results = report["plays"][0]["tasks"]
@@ -158,9 +158,8 @@ def sweep_tasks() -> list[dict]:
         tasks.append({"name": f"Check {module}", f"selfhost.immich.{module}": args, "check_mode": True})
     for token in BAD_TOKENS:
         for module in VALID:
-            tasks.append({"name": f"Bad token {module}", f"selfhost.immich.{module}": dict(VALID[module],
-                                                                                         api_token=token),
-                          "ignore_errors": True})
+            tasks.append({"name": f"Bad token {module}", "ignore_errors": True,
+                          f"selfhost.immich.{module}": dict(VALID[module], api_token=token)})
     tasks.append({"name": "Refused password", "selfhost.immich.storagebox_subaccount":
                   dict(sub, name="other", password=MARKER + "short\n"), "ignore_errors": True})
     tasks += [{"name": "Remove endpoint", "selfhost.immich.runpod_endpoint": {"name": "immich-ml", "state": "absent"}},
