@@ -28,6 +28,7 @@ step() {
 step "ruff" ruff check plugins tests molecule benchmarks
 step "ansible-lint" ansible-lint --offline
 step "pytest" pytest -p no:cacheprovider tests/unit tests/functional
+step "ansible-test sanity" bash tests/sanity/run.sh
 if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then
   step "base images" bash tests/harness/wait-images.sh
   for scenario in ${SELFHOST_SCENARIOS:-$(cd molecule && ls -d -- */ | tr -d /)}; do

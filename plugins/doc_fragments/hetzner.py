@@ -15,6 +15,8 @@ options:
         Read-only tokens are enough for M(selfhost.immich.storagebox_info).
       - When not set, the E(HETZNER_API_TOKEN) environment variable is used, then E(HCLOUD_TOKEN).
       - This is a project token of the new Hetzner API, not the retired Robot web service credentials.
+      - A token with surrounding whitespace or a line break (a vault value written as a block scalar ends in one)
+        is refused before any call; the message names the option, never the value.
     type: str
     required: true
   api_url:
@@ -25,7 +27,7 @@ options:
     default: https://api.hetzner.com/v1
   api_timeout:
     description:
-      - Timeout in seconds of one HTTP request.
+      - Timeout in seconds of one HTTP request, 1 to 600.
     type: int
     default: 30
 requirements:
@@ -33,7 +35,9 @@ requirements:
 notes:
   - Talks to the Hetzner API U(https://api.hetzner.com/v1) (C(/storage_boxes)), which replaced the Robot web
     service in 2025.
-  - Rate limits (HTTP 429) and server errors (5xx) are retried with exponential backoff for up to two minutes.
+  - Rate limits (HTTP 429), server errors (5xx) and network errors are retried with exponential backoff within two
+    minutes per call, waits included. A create whose answer was lost is resent only if a lookup by name does not
+    find it.
     Changes run as asynchronous actions; the module waits up to ten minutes for each one to finish.
   - "Failures read C(<METHOD> <path> failed: <code>: <message>) with Hetzner's error code, for example
     C(invalid_input) or C(locked)."

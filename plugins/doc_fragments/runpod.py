@@ -17,6 +17,8 @@ options:
     description:
       - "RunPod API key, sent as C(Authorization: Bearer <key>)."
       - If not set, the value of the E(RUNPOD_API_KEY) environment variable is used.
+      - A key with surrounding whitespace or a line break (a vault value written as a block scalar ends in one)
+        is refused before any call; the message names the option, never the value.
     type: str
     required: true
   api_url:
@@ -28,8 +30,10 @@ options:
     default: https://api.runpod.io/v2
   api_timeout:
     description:
-      - Seconds to wait for each HTTP response.
-      - Rate-limited (429) and server-error (5xx) answers are retried with backoff.
+      - Seconds to wait for each HTTP response, 1 to 600.
+      - Rate-limited (429), server-error (5xx) answers and network errors are retried with backoff within two
+        minutes per call, waits included; a create whose answer was lost is resent only if a lookup by name does
+        not find it.
     type: int
     default: 30
 requirements:
@@ -61,8 +65,10 @@ options:
   env:
     description:
       - Environment variables, values sent as strings. The whole set is managed, so keys not listed are removed.
-      - Values whose key contains C(KEY), C(TOKEN), C(SECRET) or C(PASSWORD) (any case) are masked in results
-        and diffs and kept out of the logs.
+      - Values must be plain strings, numbers or booleans; keys are variable names.
+      - Values whose key contains C(PASS), C(PWD), C(AUTH), C(CRED), C(DSN), C(KEY), C(TOKEN) or C(SECRET) (any case),
+        or is one of a few well-known secret names (for example C(DATABASE_URL)), are masked in results and diffs
+        and kept out of the logs.
     type: dict
   ports:
     description: Exposed ports as C(port/protocol), for example V(3003/http).

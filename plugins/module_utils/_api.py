@@ -301,7 +301,7 @@ class ApiClient(object):
     def scrub(self, text):
         """``text`` without the token (exceptions of the HTTP layer may quote the Authorization header)."""
         text = str(text)
-        for form in {self.token, self.token.strip(), repr(self.token)[1:-1]}:
+        for form in (self.token, self.token.strip(), repr(self.token)[1:-1]):
             if form:
                 text = text.replace(form, MASK)
         return text
@@ -385,7 +385,7 @@ def run_module(argument_spec, manage, connect, input_problems=None, **module_kwa
     if REQUESTS_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR,
                          status=None, code="missing_library")
-    client = None
+    client = failure = None
     try:
         problems = connection_problems(module.params) + list(input_problems(module.params) if input_problems
                                                              else [])
@@ -394,14 +394,16 @@ def run_module(argument_spec, manage, connect, input_problems=None, **module_kwa
         client = connect(module.params)
         result = manage(module, client)
     except ApiError as exc:
-        fail(module, str(exc), exc.status, exc.code)
+        failure = dict(msg=str(exc), status=exc.status, code=exc.code)
     except Exception as exc:  # a bug: report it, the token scrubbed from message and traceback
         scrub = client.scrub if client else str
-        fail(module, scrub(f"unexpected {type(exc).__name__}: {exc}"), None, "internal_error",
-             exception=scrub(traceback.format_exc()))
+        failure = dict(msg=scrub(f"unexpected {type(exc).__name__}: {exc}"), status=None, code="internal_error",
+                       exception=scrub(traceback.format_exc()))
+    if failure:  # outside the except block: ansible-core would attach that exception's traceback to the result
+        fail(module, **failure)
     module.exit_json(**result)
 
 
 def fail(module, msg, status=None, code=None, **extra):
-    """The one way a module fails."""
+    """The one way a module fails: ``msg``, ``status`` (HTTP, None when no call failed) and ``code``."""
     module.fail_json(msg=msg, status=status, code=code, **extra)

@@ -44,7 +44,7 @@ _PASSWORD_CLASSES = (
     ("digit", set(string.digits)),
     ("special character", set(PASSWORD_SPECIALS)),
 )
-_PASSWORD_ALLOWED = set().union(*(chars for _, chars in _PASSWORD_CLASSES))
+_PASSWORD_ALLOWED = set().union(*(chars for _label, chars in _PASSWORD_CLASSES))
 # Pattern of a sub-account home directory in the spec: ^[a-zA-Z0-9 ./_-]+$
 _HOME_DIRECTORY_ALLOWED = set(string.ascii_letters + string.digits + " ./_-")
 

@@ -304,7 +304,7 @@ class HetznerFake(FakeApi):
         return copy.deepcopy(action)
 
     def _finish(self, action: dict) -> None:
-        _, change = self._pending.pop(action["id"])
+        change = self._pending.pop(action["id"])[1]
         action.update(progress=100, finished=utc_now())
         if self._action_errors:
             code, message = self._action_errors.pop(0)
@@ -338,7 +338,7 @@ class HetznerFake(FakeApi):
 def _labels_match(labels: dict, selector: str | None) -> bool:
     """A small subset of label selectors: ``k=v`` and ``k`` terms joined by commas."""
     for term in filter(None, (selector or "").split(",")):
-        key, _, value = term.partition("=")
+        key, _equals, value = term.partition("=")
         if key not in labels or (value and labels[key] != value):
             return False
     return True

@@ -244,7 +244,7 @@ class FakeRunpod(FakeApi):
             raise Problem(400, "image is required unless templateId is set")
 
 
-def gpu_catalog(gpus: list[tuple] = DEFAULT_GPUS) -> list[dict]:
+def gpu_catalog(gpus: tuple[tuple, ...] | list[tuple] = tuple(DEFAULT_GPUS)) -> list[dict]:
     """GpuType objects (spec: ListGpuTypesResponse.gpus) for (id, name, pool, memory) tuples."""
     return [
         {"id": gid, "name": name, "pool": pool, "manufacturer": "NVIDIA", "memory": memory,
@@ -255,7 +255,7 @@ def gpu_catalog(gpus: list[tuple] = DEFAULT_GPUS) -> list[dict]:
 
 
 def _new_id() -> str:
-    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _position in range(8))
 
 
 def _request_urls(endpoint_id: str, endpoint_type: str) -> dict:
@@ -269,7 +269,7 @@ def _request_urls(endpoint_id: str, endpoint_type: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser(__doc__.split("\n\n")[0], port=8089)
+    parser = argument_parser(__doc__.split("\n\n", maxsplit=1)[0], port=8089)
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     args = parser.parse_args(argv)
     serve(FakeRunpod(api_key=args.api_key, host=args.host, port=args.port),

@@ -142,8 +142,8 @@ def test_info_and_retried_rate_limit(tmp_path, fake):
     [box] = result["storageboxes"]
     assert box["access_settings"]["samba_enabled"] is True
     assert [s["name"] for s in box["subaccounts"]] == ["restic"]
-    assert [(r["path"], r["status"]) for r in fake.log][:2] == [("/v1/storage_boxes", 429),
-                                                                 ("/v1/storage_boxes", 200)], "429 retried"
+    retried = [("/v1/storage_boxes", 429), ("/v1/storage_boxes", 200)]
+    assert [(r["path"], r["status"]) for r in fake.log][:2] == retried, "429 retried"
     play.assert_no_secrets()
 
 
@@ -169,8 +169,8 @@ def test_fake_records_contract_violations():
     """The zero-violation assertions above mean something: a request off the spec is refused and recorded."""
     with HetznerFake(SEED, token=TOKEN) as fake:
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        missing_password = requests.post(f"{fake.url}/storage_boxes/1/subaccounts", json={"home_directory": "x"},
-                                          headers=auth, timeout=10)
+        missing_password = requests.post(f"{fake.url}/storage_boxes/1/subaccounts",
+                                         json={"home_directory": "x"}, headers=auth, timeout=10)
         assert missing_password.status_code == 400
         assert missing_password.json()["error"]["code"] == "invalid_input"
         bad_id = requests.get(f"{fake.url}/storage_boxes/abc", headers=auth, timeout=10)

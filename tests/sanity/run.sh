@@ -5,14 +5,15 @@
 #   directory first;
 # - each test's venv gets its requirements from the package index; the pip bootstrap script ansible-test would
 #   download is replaced by tests/sanity/get_pip.py (in a HOME of its own, so nothing outside .cache/ is touched).
-# SELFHOST_SANITY_TESTS overrides the tests run (default: those below, which work offline).
+# pylint runs on the collection's Python (plugins/) and the API fakes; the tests' own style is ruff's job.
+# SELFHOST_SANITY_TESTS overrides the tests run on the whole tree (default: those below, which work offline).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$repo/.cache/sanity
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 tree=$scratch/ansible_collections/selfhost/immich
-tests=${SELFHOST_SANITY_TESTS:-"validate-modules import yamllint pep8 pylint compile ansible-doc runtime-metadata \
+tests=${SELFHOST_SANITY_TESTS:-"validate-modules import yamllint pep8 compile ansible-doc runtime-metadata ignores \
   action-plugin-docs empty-init line-endings no-assert no-get-exception no-illegal-filenames no-smart-quotes \
   replace-urlopen shebang symlinks use-argspec-type-path use-compat-six"}
 
@@ -29,4 +30,6 @@ cp "$repo/tests/sanity/get_pip.py" "$work/home/.ansible/test/cache/get_pip_${pip
 args=()
 for test in $tests; do args+=(--test "$test"); done
 cd "$tree"
-HOME=$work/home ansible-test sanity --python "${SELFHOST_SANITY_PYTHON:-3.11}" --color no "${args[@]}"
+export HOME=$work/home
+ansible-test sanity --python "${SELFHOST_SANITY_PYTHON:-3.11}" --color no "${args[@]}"
+ansible-test sanity --python "${SELFHOST_SANITY_PYTHON:-3.11}" --color no --test pylint plugins/ tests/fakes/

@@ -43,7 +43,7 @@ def test_rfc9457_bodies_become_one_line(body, message):
 def test_lists_are_unwrapped_and_found_by_name():
     items = [{"id": "a", "name": "one"}, {"id": "b", "name": "two"}]
     api, session, _ = client([Call("GET", "/v2/serverless").returns(200, {"endpoints": items}),
-                           Call("GET", "/v2/templates").returns(200, {"templates": []})])
+                              Call("GET", "/v2/templates").returns(200, {"templates": []})])
     assert api.find("serverless", "two") == items[1]
     assert api.find("templates", "two") is None
     session.assert_done()

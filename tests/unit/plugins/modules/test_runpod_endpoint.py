@@ -195,8 +195,8 @@ def test_absent_deletes_and_then_has_nothing_to_do(run_runpod):
 
 def test_template_missing_in_check_mode_warns_instead_of_failing(run_runpod):
     calls = [list_call("serverless", []), catalog_call(), list_call("templates", []),
-             Call("GET", v2("/templates/immich-ml")).returns(404, {"title": "Not Found", "status": 404,
-                                                                 "detail": "template not found"})]
+             Call("GET", v2("/templates/immich-ml")).returns(
+                 404, {"title": "Not Found", "status": 404, "detail": "template not found"})]
     result, session, _ = run_runpod(runpod_endpoint, ARGS, calls, check_mode=True)
     assert result["changed"] is True and session.writes == []
     assert "does not exist yet" in result["warnings"][0]
