@@ -18,6 +18,7 @@ def test_daemon_json_matches_defaults(host):
     assert config["log-driver"] == "local"
     assert config["live-restore"] is True
     assert config["log-opts"]["max-size"] == "10m"
+    assert config["ip"] == "127.0.0.1"
 
 
 def test_service_enabled(host):
@@ -50,13 +51,19 @@ docker rm -f molecule-web >/dev/null 2>&1 || true
 docker network rm molecule-net >/dev/null 2>&1 || true
 docker network create molecule-net >/dev/null
 docker run -d --name molecule-web --network molecule-net selfhost-test/busybox /bin/httpd -f -p 8080 -h /www >/dev/null
+docker rm -f molecule-pub >/dev/null 2>&1 || true
+docker run -d --name molecule-pub -p 18080:8080 selfhost-test/busybox /bin/httpd -f -p 8080 -h /www >/dev/null
 sleep 1
 docker run --rm --network molecule-net selfhost-test/busybox /bin/wget -qO- http://molecule-web:8080/
+docker port molecule-pub 8080/tcp >&2
 """
     result = host.run(script)
-    host.run("docker rm -f molecule-web; docker network rm molecule-net")
+    host.run("docker rm -f molecule-web molecule-pub; docker network rm molecule-net")
     assert result.rc == 0, result.stderr
     assert result.stdout.strip() == "served-by-inner-docker"
+    # daemon.json "ip": on the default bridge a port published without an address binds loopback only (UFW would
+    # not filter it). User-defined networks (Compose's) take com.docker.network.bridge.host_binding_ipv4 instead.
+    assert result.stderr.strip().splitlines()[-1] == "127.0.0.1:18080"
 
 
 def test_compose_v2_where_the_distribution_has_it(host):

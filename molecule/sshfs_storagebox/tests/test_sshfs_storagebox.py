@@ -24,6 +24,7 @@ BOX = "sshfs_storagebox-box"
 MOUNT = "/mnt/storagebox"
 UNIT = "mnt-storagebox.mount"
 UPLOAD = f"{MOUNT}/immich"
+ALIAS = "selfhost-storagebox"
 BOX_HOME = "/srv/storagebox/u100001/home"
 SUB_USER, SUB_PASSWORD = "u100001-sub1", "Lab-Sub-Pass-2026"
 SCENARIO_DIR = Path(__file__).resolve().parents[1]
@@ -97,14 +98,57 @@ def test_mount_unit_is_active_enabled_and_sshfs(host):
     assert host.service(UNIT).is_running
     assert host.service(UNIT).is_enabled
     source = host.check_output(f"findmnt -n -o FSTYPE,SOURCE --mountpoint {MOUNT}")
-    assert source.split() == ["fuse.sshfs", f"u100001@{BOX}:/home"]
+    assert source.split() == ["fuse.sshfs", f"{ALIAS}:/home"]
     unit_file = host.file(f"/etc/systemd/system/{UNIT}").content_string
     options = re.search(r"^Options=(.*)$", unit_file, re.M).group(1).split(",")
-    for expected in ("port=23", "reconnect", "ServerAliveInterval=15", "ServerAliveCountMax=3", "allow_other",
-                     "uid=0", "gid=0", "_netdev", "StrictHostKeyChecking=yes",
-                     "IdentityFile=/root/.ssh/storagebox_ed25519",
-                     "UserKnownHostsFile=/root/.ssh/storagebox_known_hosts"):
-        assert expected in options
+    # Only sshfs options: the ssh side lives in the one Host block.
+    assert options == ["reconnect", "allow_other", "default_permissions", "uid=0", "gid=0", "_netdev"]
+
+
+def test_distribution_ssh_config_reads_the_drop_in_directory(host):
+    # Debian 12/13 (and Ubuntu 22.04+) ship this Include; without it the alias would not resolve.
+    assert re.search(r"^Include /etc/ssh/ssh_config\.d/\*\.conf$", host.file("/etc/ssh/ssh_config").content_string,
+                     re.M)
+
+
+def test_one_host_block_defines_the_box_for_every_ssh_client(host):
+    conf = host.file("/etc/ssh/ssh_config.d/60-selfhost-storagebox.conf")
+    assert conf.user == "root" and conf.mode == 0o644
+    assert conf.content_string.startswith("# Managed by selfhost.immich")
+    # What ssh really uses for the alias (config parsed by ssh itself).
+    effective = dict(line.split(" ", 1) for line in host.check_output(f"ssh -G {ALIAS}").splitlines() if " " in line)
+    assert effective["hostname"] == BOX and effective["port"] == "23" and effective["user"] == "u100001"
+    assert effective["identityfile"] == "/root/.ssh/storagebox_ed25519"
+    assert effective["identitiesonly"] == "yes" and effective["batchmode"] == "yes"
+    assert effective["stricthostkeychecking"] == "true"
+    assert effective["userknownhostsfile"] == "/root/.ssh/storagebox_known_hosts"
+    assert effective["globalknownhostsfile"] == "/dev/null"
+    assert effective["serveraliveinterval"] == "15" and effective["serveralivecountmax"] == "3"
+    assert effective["compression"] == "no" and effective["ciphers"].startswith("aes128-gcm@openssh.com")
+    # The alias alone opens the box with root's key.
+    assert host.run(f"echo pwd | sftp -b - {ALIAS}").rc == 0
+
+
+def test_other_local_users_cannot_reach_immichs_folder(host):
+    # default_permissions: the kernel applies the modes; the folder is 0750 root:root on the mount.
+    assert host.file(UPLOAD).mode == 0o750
+    for attempt in (f"ls {UPLOAD}", f"cat {UPLOAD}/library/photo.jpg", f"touch {UPLOAD}/x"):
+        result = host.run(f"runuser -u nobody -- {attempt}")
+        assert result.rc != 0 and "Permission denied" in result.stderr, attempt
+
+
+def test_retry_service_mounts_the_box_again_and_its_timer_is_on(host):
+    assert host.service("storagebox-mount-retry.timer").is_enabled
+    assert host.service("storagebox-mount-retry.timer").is_running
+    host.check_output("systemctl stop storagebox-mount-retry.timer")
+    try:
+        host.check_output(f"systemctl stop {UNIT}")
+        assert not mounted(host)
+        host.check_output("systemctl start storagebox-mount-retry.service")
+        wait_for("the retried mount", lambda: mounted(host), 60)
+        assert host.service("immich-standin.service").is_running  # bound units are started again as well
+    finally:
+        host.check_output("systemctl start storagebox-mount-retry.timer")
 
 
 @pytest.mark.parametrize("name,size", [("photo.jpg", 4_500_000), ("thumb.webp", 40_000)])
@@ -220,6 +264,7 @@ def test_api_path_enables_ssh_and_creates_a_readonly_webdav_subaccount(host):
 
 
 def test_unmounted_mountpoint_refuses_writes_and_stops_bound_units(host):
+    host.check_output("systemctl stop storagebox-mount-retry.timer")  # it would mount the box again meanwhile
     host.check_output(f"systemctl stop {UNIT}")
     try:
         assert not mounted(host)
@@ -229,7 +274,7 @@ def test_unmounted_mountpoint_refuses_writes_and_stops_bound_units(host):
             assert result.rc != 0 and "Operation not permitted" in result.stderr, attempt
         assert host.check_output(f"ls -A {MOUNT}") == ""
     finally:
-        host.check_output(f"systemctl start {UNIT} immich-standin.service")
+        host.check_output(f"systemctl start {UNIT} immich-standin.service storagebox-mount-retry.timer")
     assert mounted(host)
     assert sha256_on_host(host, f"{UPLOAD}/library/photo.jpg") == sha256_on_host(host, "/root/photo.jpg")
 
@@ -303,18 +348,17 @@ def test_mount_comes_back_after_a_host_restart(host):
 def test_changed_box_host_key_makes_the_mount_fail(host):
     on_box("mkdir -p /root/hostkeys && cp -a /etc/ssh/ssh_host_* /root/hostkeys/ && rm /etc/ssh/ssh_host_* "
            "&& ssh-keygen -A >/dev/null && systemctl restart ssh")
+    host.check_output("systemctl stop storagebox-mount-retry.timer")
     try:
         result = host.run(f"systemctl restart {UNIT}")
         assert result.rc != 0
         assert not mounted(host)
         # sshfs hides ssh's message; the same pinned ssh settings say why.
-        probe = host.run(f"echo pwd | sftp -b - -P 23 -o BatchMode=yes -o StrictHostKeyChecking=yes "
-                         f"-o UserKnownHostsFile=/root/.ssh/storagebox_known_hosts -o GlobalKnownHostsFile=/dev/null "
-                         f"-i /root/.ssh/storagebox_ed25519 u100001@{BOX}")
+        probe = host.run(f"echo pwd | sftp -b - {ALIAS}")
         assert probe.rc != 0 and "Host key verification failed" in probe.stderr
         # Still nothing can be written locally.
         assert host.run(f"touch {MOUNT}/x").rc != 0
     finally:
         on_box("cp -a /root/hostkeys/ssh_host_* /etc/ssh/ && systemctl restart ssh")
-        host.run(f"systemctl start {UNIT} immich-standin.service")
+        host.run(f"systemctl start {UNIT} immich-standin.service storagebox-mount-retry.timer")
     assert mounted(host)

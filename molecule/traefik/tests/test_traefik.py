@@ -41,8 +41,16 @@ def test_pinned_release_is_installed(host, pinned_version):
     binary = host.file(f"/opt/traefik/{pinned_version}/traefik")
     assert (binary.user, binary.group, binary.mode) == ("root", "root", 0o755)
     assert re.search(rf"^Version:\s+{re.escape(pinned_version)}$", host.check_output("traefik version"), re.M)
-    # The tarball is not left behind.
-    assert host.check_output(f"ls /opt/traefik/{pinned_version}") == "traefik"
+    # The tarball and the staging directory are not left behind.
+    assert host.check_output(f"ls -A /opt/traefik/{pinned_version}") == "traefik"
+
+
+def test_binary_digest_recorded_at_verification_matches_and_is_root_only(host, pinned_version):
+    # Compared on every run: a binary that is not the verified one is replaced before it is executed or linked.
+    record = host.file(f"/opt/traefik/{pinned_version}.sha256")
+    assert (record.user, record.mode) == ("root", 0o600)
+    binary_digest = host.check_output(f"sha256sum /opt/traefik/{pinned_version}/traefik").split()[0]
+    assert record.content_string.strip() == binary_digest
 
 
 def test_service_runs_unprivileged_with_only_net_bind(host):

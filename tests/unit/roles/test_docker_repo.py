@@ -15,6 +15,12 @@ from ansible.template import Templar, trust_as_template
 from role_files import load_trusted
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "docker"
+PREFLIGHT = ROLE.parent / "preflight"
+
+
+def _preflight_arch(facts: dict) -> str:
+    """What the shared preflight role sets from the facts, with its one architecture map."""
+    return load_trusted(PREFLIGHT / "vars" / "main.yml")["preflight_arch_map"][facts["architecture"]]
 
 
 def _render(facts: dict, **overrides) -> str:
@@ -22,7 +28,7 @@ def _render(facts: dict, **overrides) -> str:
     role_vars = load_trusted(ROLE / "vars" / "main.yml")
     tasks = load_trusted(ROLE / "tasks" / "official.yml")
     repo_task = next(t for t in tasks if "docker.sources.j2" in str(t.get("ansible.builtin.template", {})))
-    variables = {**defaults, **role_vars, **overrides, "ansible_facts": facts}
+    variables = {**defaults, **role_vars, **overrides, "ansible_facts": facts, "preflight_arch": _preflight_arch(facts)}
     templar = Templar(loader=DataLoader(), variables=variables)
     variables.update({k: templar.template(v) for k, v in repo_task["vars"].items()})
     templar = Templar(loader=DataLoader(), variables=variables)

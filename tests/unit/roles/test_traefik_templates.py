@@ -21,13 +21,14 @@ from role_files import trust
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "traefik"
 TOKEN = "cf-sentinel-token-0123456789"
 FACTS = {"architecture": "aarch64", "distribution": "Debian", "distribution_major_version": "12"}
+PREFLIGHT = {"preflight_arch": "arm64"}  # set by the shared preflight role from the facts
 BASE = {"traefik_acme_email": "admin@example.org", "traefik_cloudflare_dns_api_token": TOKEN}
 
 
 def _variables(**overrides) -> dict:
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
-    return {**trust(defaults), **trust(role_vars), **BASE, **overrides, "ansible_facts": FACTS}
+    return {**trust(defaults), **trust(role_vars), **PREFLIGHT, **BASE, **overrides, "ansible_facts": FACTS}
 
 
 def render(template: str, **overrides) -> str:

@@ -1,0 +1,174 @@
+"""A bad-input corpus per role: each malformed value is refused before anything is written, naming the variable.
+
+One ansible-playbook run per role, in check mode and limited to the role's checks (tag <role>_validate; the
+shared preflight always runs). Every case is its own inventory host (local connection) carrying the bad value
+as a host variable, so one run tries them all and every host must fail on its own message. A valid host must
+pass, and no marker secret may appear in the output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+SECRET = "marker-secret-9f8e7d"
+
+BASE = {
+    "docker": {},
+    "sshfs_storagebox": {"sshfs_storagebox_host": "u1.your-storagebox.de", "sshfs_storagebox_user": "u1"},
+    "traefik": {"traefik_acme_email": "admin@example.org", "traefik_acme_challenge": "http",
+                "traefik_acme_domains": ["photos.example.org"]},
+    "runpod_endpoint": {"runpod_endpoint_api_key": "rpa_" + SECRET.replace("-", "")},
+}
+
+# role -> case id -> (overrides, text the failure must contain; the variable's name where one is at fault)
+CASES: dict[str, dict[str, tuple[dict, str]]] = {
+    "docker": {
+        "typo": ({"docker_instal_source": "distro"}, "did you mean docker_install_source?"),
+        "unknown-source": ({"docker_install_source": "snap"}, "docker_install_source"),
+        "repo-url-newline": ({"docker_apt_repo_url": "https://download.docker.com/linux\n"}, "docker_apt_repo_url"),
+        "repo-url-no-scheme": ({"docker_apt_repo_url": "download.docker.com/linux"}, "docker_apt_repo_url"),
+        "key-url-ftp": ({"docker_apt_key_url": "ftp://x/gpg"}, "docker_apt_key_url"),
+        "fingerprint-spaces": ({"docker_apt_key_fingerprint": "9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88"},
+                               "docker_apt_key_fingerprint"),
+        "fingerprint-newline": ({"docker_apt_key_fingerprint": "9DC858229FC7DD38854AE2D88D81803C0EBFCD88\n"},
+                                "docker_apt_key_fingerprint"),
+        "channel": ({"docker_apt_channel": "nightly"}, "docker_apt_channel"),
+        "user-with-space": ({"docker_users": ["bob smith"]}, "docker_users"),
+        "user-newline": ({"docker_users": ["deploy\n"]}, "docker_users"),
+        "daemon-ip": ({"docker_daemon_options": {"ip": "0.0.0.0.0"}}, "docker_daemon_options"),
+        "daemon-not-dict": ({"docker_daemon_options": "local"}, "docker_daemon_options"),
+        "service-state": ({"docker_service_state": "running"}, "docker_service_state"),
+    },
+    "sshfs_storagebox": {
+        "typo": ({"sshfs_storagebox_mount_pth": "/mnt/x"}, "did you mean sshfs_storagebox_mount_path?"),
+        "immich-dir-up": ({"sshfs_storagebox_immich_dir": "../../etc"}, "sshfs_storagebox_immich_dir"),
+        "immich-dir-absolute": ({"sshfs_storagebox_immich_dir": "/immich"}, "sshfs_storagebox_immich_dir"),
+        "subdir-up": ({"sshfs_storagebox_immich_subdirs": ["library/../.."]}, "sshfs_storagebox_immich_subdirs"),
+        "mount-etc": ({"sshfs_storagebox_mount_path": "/etc"}, "sshfs_storagebox_mount_path"),
+        "mount-relative": ({"sshfs_storagebox_mount_path": "mnt/box"}, "sshfs_storagebox_mount_path"),
+        "mount-up": ({"sshfs_storagebox_mount_path": "/mnt/../etc"}, "sshfs_storagebox_mount_path"),
+        "mount-newline": ({"sshfs_storagebox_mount_path": "/mnt/box\n"}, "sshfs_storagebox_mount_path"),
+        "host-newline": ({"sshfs_storagebox_host": "u1.your-storagebox.de\n"}, "sshfs_storagebox_host"),
+        "user-newline": ({"sshfs_storagebox_user": "u1\nProxyCommand x"}, "sshfs_storagebox_user"),
+        "alias-wildcard": ({"sshfs_storagebox_ssh_alias": "*"}, "sshfs_storagebox_ssh_alias"),
+        "bound-unit-path": ({"sshfs_storagebox_bound_units": ["../../../etc/cron.d/x"]},
+                            "sshfs_storagebox_bound_units"),
+        "key-in-etc": ({"sshfs_storagebox_key_path": "/etc/shadow"}, "sshfs_storagebox_key_path"),
+        "ssh-option-injection": ({"sshfs_storagebox_throughput_options": ["Ciphers=x\nProxyCommand=sh"]},
+                                 "sshfs_storagebox_throughput_options"),
+        "port-0": ({"sshfs_storagebox_port": 0}, "sshfs_storagebox_port"),
+        "timeout-0": ({"sshfs_storagebox_connect_timeout": 0}, "sshfs_storagebox_connect_timeout"),
+        "fingerprint-newline": ({"sshfs_storagebox_host_key_fingerprint": "SHA256:" + "A" * 43 + "\n"},
+                                "sshfs_storagebox_host_key_fingerprint"),
+        "dir-mode": ({"sshfs_storagebox_immich_dir_mode": "777"}, "sshfs_storagebox_immich_dir_mode"),
+        "webdav-home-up": ({"sshfs_storagebox_webdav_subaccount_enabled": True, "sshfs_storagebox_id": 1,
+                            "sshfs_storagebox_api_token": "tok",
+                            "sshfs_storagebox_webdav_subaccount_password": "Aa1!aaaaaaaa",
+                            "sshfs_storagebox_webdav_subaccount_home": "a/../../b"},
+                           "sshfs_storagebox_webdav_subaccount_home"),
+        "token-newline": ({"sshfs_storagebox_api_enable_ssh": True, "sshfs_storagebox_id": 1,
+                           "sshfs_storagebox_api_token": SECRET + "\n"}, "sshfs_storagebox_api_token"),
+    },
+    "traefik": {
+        "typo": ({"traefik_dashbord_enabled": True}, "did you mean traefik_dashboard_enabled?"),
+        "version-newline": ({"traefik_version": "3.7.15\n"}, "traefik_version"),
+        "email-newline": ({"traefik_acme_email": "admin@example.org\n"}, "traefik_acme_email"),
+        "dynamic-dir-etc": ({"traefik_dynamic_dir": "/etc"}, "traefik_dynamic_dir"),
+        "dynamic-dir-up": ({"traefik_dynamic_dir": "/etc/traefik/../../usr"}, "traefik_dynamic_dir"),
+        "read-timeout-0": ({"traefik_read_timeout": "0"}, "traefik_read_timeout"),
+        "idle-timeout-0s": ({"traefik_idle_timeout": "0s"}, "traefik_idle_timeout"),
+        "entrypoints-null": ({"traefik_extra_entrypoints": None}, "traefik_extra_entrypoints"),
+        "entrypoint-port-70000": ({"traefik_extra_entrypoints": {"x": {"address": ":70000"}}},
+                                  "traefik_extra_entrypoints"),
+        "entrypoint-port-0": ({"traefik_extra_entrypoints": {"x": {"address": ":0"}}}, "traefik_extra_entrypoints"),
+        "firewall-port-0": ({"traefik_firewall_extra_rules": [{"port": "0"}]}, "traefik_firewall_extra_rules"),
+        "ssh-port-70000": ({"traefik_firewall_ssh_port": 70000}, "traefik_firewall_ssh_port"),
+        "dashboard-user-without-hash": ({"traefik_dashboard_enabled": True, "traefik_dashboard_host": "t.example.org",
+                                         "traefik_dashboard_users": ["admin"]}, "traefik_dashboard_users"),
+        "cf-token-newline": ({"traefik_acme_challenge": "dns-cloudflare",
+                              "traefik_cloudflare_dns_api_token": SECRET + "\n"}, "traefik_cloudflare_dns_api_token"),
+    },
+    "runpod_endpoint": {
+        "typo": ({"runpod_endpoint_workers_mx": 3}, "did you mean runpod_endpoint_workers_max?"),
+        "key-newline": ({"runpod_endpoint_api_key": "rpa_" + SECRET.replace("-", "") + "\n"},
+                        "runpod_endpoint_api_key"),
+        "gateway-key-space": ({"runpod_endpoint_gateway_api_key": "rpa x"}, "runpod_endpoint_gateway_api_key"),
+        "cidr-slash-0": ({"runpod_endpoint_gateway_allowed_networks": ["1.2.3.4/0"]},
+                         "runpod_endpoint_gateway_allowed_networks"),
+        "cidr-slash-00": ({"runpod_endpoint_gateway_allowed_networks": ["0.0.0.0/00"]},
+                          "runpod_endpoint_gateway_allowed_networks"),
+        "cidr-newline": ({"runpod_endpoint_gateway_allowed_networks": ["172.30.0.0/24\n"]},
+                         "runpod_endpoint_gateway_allowed_networks"),
+        "gateway-wildcard": ({"runpod_endpoint_gateway_address": "0.0.0.0"}, "runpod_endpoint_gateway_address"),
+        "gateway-port-0": ({"runpod_endpoint_gateway_port": 0}, "runpod_endpoint_gateway_port"),
+        "gateway-port-70000": ({"runpod_endpoint_gateway_port": 70000}, "runpod_endpoint_gateway_port"),
+        "duration-0": ({"runpod_endpoint_gateway_dial_timeout": "0s"}, "runpod_endpoint_gateway_dial_timeout"),
+        "cuda-newline": ({"runpod_endpoint_min_cuda_version": "12.2\n"}, "runpod_endpoint_min_cuda_version"),
+        "traefik-debug": ({"runpod_endpoint_traefik_log_level": "DEBUG"}, "runpod_endpoint_traefik_log_level"),
+        "traefik-dashboard": ({"runpod_endpoint_traefik_dashboard_enabled": True},
+                              "runpod_endpoint_traefik_dashboard_enabled"),
+        "workers-negative": ({"runpod_endpoint_workers_min": -1}, "runpod_endpoint_workers_min"),
+    },
+}
+
+PLAY = """\
+- name: Check the role's input
+  hosts: all
+  gather_facts: false
+  roles:
+    - role: selfhost.immich.{role}
+"""
+
+
+def run_corpus(role: str, tmp_path: Path) -> str:
+    python = sys.executable
+    hosts = {"valid": {**BASE[role]}}
+    for case, (overrides, _) in CASES[role].items():
+        hosts[case] = {k: v for k, v in {**BASE[role], **overrides}.items()}
+    for host_vars in hosts.values():
+        host_vars.update(ansible_connection="local", ansible_python_interpreter=python)
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    (tmp_path / "play.yml").write_text(PLAY.format(role=role))
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
+           "ANSIBLE_CONFIG": str(tmp_path / "none.cfg"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORKS": "20",
+           "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_HOST_KEY_CHECKING": "0"}
+    result = subprocess.run(
+        [str(Path(python).with_name("ansible-playbook")), "-i", str(tmp_path / "inventory.yml"), "--check",
+         "--tags", f"{role}_validate", str(tmp_path / "play.yml")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    return result.stdout + result.stderr
+
+
+def recap(output: str, host: str) -> str:
+    found = re.search(rf"^{re.escape(host)}\s+:\s+(.*)$", output, re.M)
+    assert found, f"no recap for {host}:\n{output[-3000:]}"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("role", sorted(CASES))
+def test_bad_input_corpus_is_refused_before_any_write(role, tmp_path):
+    assert len(CASES[role]) >= 10
+    output = run_corpus(role, tmp_path)
+    assert "failed=0" in recap(output, "valid"), output[-4000:]
+    assert SECRET not in output
+    problems = []
+    for case, (_, expected) in CASES[role].items():
+        if "failed=1" not in recap(output, case) or "changed=0" not in recap(output, case):
+            problems.append(f"{case}: not refused ({recap(output, case)})")
+            continue
+        # "fatal: [case]: FAILED! => {...}" or, for a looped check, "failed: [case] (item=...) => {...}".
+        messages = [json.loads(line.split(" => ", 1)[1]) for line in output.splitlines()
+                    if line.startswith((f"fatal: [{case}]: FAILED! => ", f"failed: [{case}] (item="))]
+        text = " ".join(" ".join(str(m.get("msg", "")).split()) for m in messages)
+        if expected not in text:
+            problems.append(f"{case}: message lacks {expected!r}: {text[:300]}")
+    assert not problems, "\n".join(problems)
