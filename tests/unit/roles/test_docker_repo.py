@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
-from role_files import load_trusted
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import load_trusted
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "docker"
 PREFLIGHT = ROLE.parent / "preflight"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
-from role_files import trust
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trust
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "traefik"
 TOKEN = "cf-sentinel-token-0123456789"
