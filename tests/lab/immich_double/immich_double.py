@@ -7,13 +7,13 @@ the ``immich`` role orchestrates, behaving as Immich v3 does (FACTS §1):
 - **mount checks**: on first boot it writes ``<media>/<folder>/.immich`` for every media folder and records
   that in the database (Immich's ``SystemFlags.mountChecks``); on a later boot a missing marker is fatal,
   ``ImmichStartupError: Failed to read: <media>/<folder>/.immich`` (the container crash-loops);
-- **config file**: loads ``IMMICH_CONFIG_FILE`` (JSON) and refuses unknown keys, checked against the key
-  tree of @immich/sdk's ``AdminConfigDto`` (``admin_config_keys.json``);
+- **config file**: loads ``IMMICH_CONFIG_FILE`` (JSON, or YAML by extension) and refuses unknown keys,
+  checked against the key tree of @immich/sdk's ``AdminConfigDto`` (``admin_config_keys.json``);
 - **Postgres and Redis**: connects with the env the role gives it (``DB_HOSTNAME``, ``DB_USERNAME``,
   ``DB_PASSWORD``, ``DB_DATABASE_NAME``, ``REDIS_HOSTNAME``, ...) and keeps users, API keys and assets in
   Postgres; it refuses to start when either is unreachable;
-- **API** (``/api``): ``GET /server/ping``, ``/server/version``, ``/server/media-types``, ``/users/me``,
-  ``/api-keys/me``; ``POST /auth/admin-sign-up``, ``/auth/login``, ``/api-keys``,
+- **API** (``/api``): ``GET /server/ping``, ``/server/version``, ``/server/config``, ``/server/media-types``,
+  ``/users/me``, ``/api-keys/me``; ``POST /auth/admin-sign-up``, ``/auth/login``, ``/api-keys``,
   ``/assets/bulk-upload-check`` and ``/assets`` (v3 multipart: ``assetData``, ``fileCreatedAt``,
   ``fileModifiedAt``; ``deviceId``/``deviceAssetId`` are refused as in v3); ``/.well-known/immich``;
 - **storage**: the original goes to ``<media>/upload/<userId>/<xx>/<yy>/<assetId>.<ext>``, a thumbnail
@@ -22,7 +22,7 @@ the ``immich`` role orchestrates, behaving as Immich v3 does (FACTS §1):
   availability check, then Immich's multipart ``POST /predict`` for the CLIP visual embedding) and uses the
   first that answers, trying the next on failure. ``GET /_double/ml`` reports the attempts.
 
-Standard library plus psycopg2 (Debian's python3-psycopg2).
+Standard library plus psycopg2 and PyYAML (Debian's python3-psycopg2, python3-yaml).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg2
+import yaml
 
 MEDIA = Path(os.environ.get("IMMICH_MEDIA_LOCATION", "/data"))
 FOLDERS = ["upload", "library", "thumbs", "encoded-video", "profile", "backups"]
@@ -80,8 +81,9 @@ def load_config() -> dict:
     if not path:
         return {}
     try:
-        config = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
+        text = Path(path).read_text()
+        config = yaml.safe_load(text) if path.endswith((".yml", ".yaml")) else json.loads(text)
+    except (OSError, ValueError, yaml.YAMLError) as error:
         raise StartupError(f"Failed to load config file {path}: {error}") from error
     bad = unknown_keys(config, json.loads(KEYS_FILE.read_text()))
     if bad:
@@ -297,6 +299,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, {"major": major, "minor": minor, "patch": patch})
         if path == "/api/server/media-types":
             return self.send(200, {"image": IMAGE_TYPES, "video": VIDEO_TYPES, "sidecar": [".xmp"]})
+        if path == "/api/server/config":
+            initialized = bool(self.api.query("SELECT 1 FROM users WHERE is_admin"))
+            return self.send(
+                200,
+                {
+                    "isInitialized": initialized,
+                    "isOnboarded": initialized,
+                    "externalDomain": self.api.config.get("server", {}).get("externalDomain", ""),
+                },
+            )
         if path == "/_double/ml":
             return self.send(200, ML_ATTEMPTS)
         user_id = self.authenticated_user()
