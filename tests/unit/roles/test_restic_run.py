@@ -1,0 +1,140 @@
+"""The restic role's job runner (roles/restic/files/restic-run) exits with the exact outcome.
+
+A fake `restic` records its calls and exits with the code the test gives per subcommand; a local HTTP
+server records the pings. The runner is executed as it is on the host (python3, its own process).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+RUNNER = REPO / "roles" / "restic" / "files" / "restic-run"
+TRAILER = "--\\n-- PostgreSQL database dump complete\\n--\\n"
+FAKE_RESTIC = """#!/bin/sh
+echo "$*" >> "$FAKE_LOG"
+eval "code=\\${FAKE_RC_$1:-0}"
+exit "$code"
+"""
+
+
+@pytest.fixture
+def pinged():
+    paths: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            paths.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/ping/x", paths
+    server.shutdown()
+
+
+def run(tmp_path: Path, job: str, ping_url: str, codes: dict[str, int] | None = None,
+        dump: str = f"printf 'CREATE TABLE a();\\n{TRAILER}'") -> tuple[int, list[str]]:
+    fake = tmp_path / "restic"
+    fake.write_text(FAKE_RESTIC)
+    fake.chmod(0o755)
+    config = {
+        "staging_dir": str(tmp_path / "staging"),
+        "dump_enabled": True,
+        "dump_command": ["sh", "-c", dump],
+        "dump_timeout": 30,
+        "paths": [str(tmp_path / "staging"), "/etc/hostname"],
+        "keep": {"daily": 7, "weekly": 0, "monthly": 12, "yearly": 0},
+        "check_read_data_subset": "5%",
+        "ping_url": ping_url,
+        "check_ping_url": ping_url,
+    }
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    env = {
+        **os.environ,
+        "SELFHOST_RESTIC_RUN_CONFIG": str(tmp_path / "run.json"),
+        "SELFHOST_RESTIC_BINARY": str(fake),
+        "FAKE_LOG": str(tmp_path / "calls.log"),
+        **{f"FAKE_RC_{name}": str(code) for name, code in (codes or {}).items()},
+    }
+    result = subprocess.run([sys.executable, str(RUNNER), job], env=env, capture_output=True, text=True, timeout=60)
+    log = tmp_path / "calls.log"
+    return result.returncode, log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_good_backup_dumps_backs_up_and_forgets(tmp_path, pinged):
+    url, paths = pinged
+    code, calls = run(tmp_path, "backup", url)
+    assert code == 0
+    assert [call.split()[0] for call in calls] == ["unlock", "backup", "forget"]
+    assert calls[2] == "forget --prune --keep-daily=7 --keep-monthly=12"
+    dump = tmp_path / "staging" / "immich-database.sql.gz"
+    assert gzip.decompress(dump.read_bytes()).startswith(b"CREATE TABLE a();")
+    assert oct(dump.stat().st_mode & 0o777) == "0o600"
+    assert paths == ["/ping/x/start", "/ping/x/0"]
+
+
+@pytest.mark.parametrize(
+    ("codes", "expected", "ran"),
+    [
+        pytest.param({"backup": 3}, 3, ["unlock", "backup"], id="unreadable-source-3"),
+        pytest.param({"forget": 11}, 11, ["unlock", "backup", "forget"], id="lock-failed-11"),
+        pytest.param({"unlock": 12}, 12, ["unlock"], id="wrong-password-12"),
+        pytest.param({"unlock": 10}, 10, ["unlock"], id="no-repository-10"),
+        pytest.param({"backup": 130}, 130, ["unlock", "backup"], id="interrupted-130"),
+    ],
+)
+def test_every_restic_failure_is_the_exit_code_and_the_ping(tmp_path, pinged, codes, expected, ran):
+    url, paths = pinged
+    code, calls = run(tmp_path, "backup", url, codes)
+    assert code == expected
+    assert [call.split()[0] for call in calls] == ran
+    assert paths == ["/ping/x/start", f"/ping/x/{expected}"]
+
+
+@pytest.mark.parametrize(
+    "dump",
+    [
+        pytest.param("echo 'partial'; exit 1", id="dump-exits-1"),
+        pytest.param("echo 'CREATE TABLE a();'", id="dump-cut-short"),
+        pytest.param("exec /nonexistent/pg_dump", id="dump-missing"),
+    ],
+)
+def test_a_failed_dump_never_reaches_backup(tmp_path, pinged, dump):
+    url, paths = pinged
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "immich-database.sql.gz").write_bytes(b"yesterday")
+    code, calls = run(tmp_path, "backup", url, dump=dump)
+    assert code == 20
+    assert [call.split()[0] for call in calls] == ["unlock"]
+    assert list(staging.iterdir()) == []  # neither yesterday's dump nor a partial one is left to back up
+    assert paths == ["/ping/x/start", "/ping/x/20"]
+
+
+def test_the_check_reads_the_subset_and_reports_failure(tmp_path, pinged):
+    url, paths = pinged
+    code, calls = run(tmp_path, "check", url, {"check": 1})
+    assert code == 1
+    assert calls == ["unlock", "check --read-data-subset=5%"]
+    assert paths == ["/ping/x/start", "/ping/x/1"]
+
+
+def test_an_unreachable_monitor_does_not_change_the_outcome(tmp_path):
+    code, _ = run(tmp_path, "backup", "http://127.0.0.1:9/ping/x")
+    assert code == 0
+    code, _ = run(tmp_path, "backup", "http://127.0.0.1:9/ping/x", {"backup": 3})
+    assert code == 3
