@@ -10,7 +10,7 @@ LAB_DIR = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "lab"
 LOG = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "ansible.log"
 FAKE = "http://127.0.0.1:18090"
 # Every server role of playbooks/site.yml: each must have run tasks in the check run.
-ROLES = ["docker", "traefik", "sshfs_storagebox", "runpod_endpoint", "immich"]
+ROLES = ["docker", "traefik", "sshfs_storagebox", "runpod_endpoint", "immich", "restic"]
 
 
 @pytest.fixture(scope="module")

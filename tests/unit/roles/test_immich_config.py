@@ -18,7 +18,7 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
-from role_files import trust
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trust
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "immich"

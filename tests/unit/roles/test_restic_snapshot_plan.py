@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hetzner_api import HetznerFake
+from ansible_collections.selfhost.immich.tests.fakes.hetzner_api import HetznerFake
 
 REPO = Path(__file__).resolve().parents[3]
 TOKEN = "Restic-Snapshot-Token-Secret-0042"
