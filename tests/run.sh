@@ -3,47 +3,86 @@
 # Sets up the harness (packages, dockerd, venv, base images built in the background), then runs: ruff,
 # ansible-lint (production profile), pytest (unit + functional tests against the API fakes + collection build),
 # ansible-test sanity, and every Molecule scenario in molecule/ (those in SELFHOST_TRIXIE_SCENARIOS on Debian 13 too).
-# SELFHOST_SCENARIOS="docker traefik" limits the scenarios; SELFHOST_SKIP_MOLECULE=1 skips them. Exits non-zero if any step failed; the last line counts the steps.
+#
+# The steps run on SELFHOST_TEST_JOBS workers (default 2, one per core here) that take the next step from one
+# queue: the checks first (pytest's 8 minutes overlap the base-image builds), then the scenarios longest first,
+# so the two lanes end together. Scenarios do not share containers, networks, ports or lab directories (each is
+# named after its scenario), so two can run side by side on one dockerd. Each step logs to its own file, printed
+# whole when the step ends; the summary lists the steps in queue order with their start offset and duration, and
+# the end of every failed step's log is printed again just above it.
+# SELFHOST_SCENARIOS="docker traefik" limits the scenarios; SELFHOST_SKIP_MOLECULE=1 skips them.
+# SELFHOST_TEST_JOBS=1 runs everything in order. Exits non-zero if any step failed; the last line counts the steps.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 # Base images build in the background while lint and the unit tests run; molecule waits for them.
 SELFHOST_IMAGES_IN_BACKGROUND=1 bash tests/harness/setup.sh || { echo "harness setup failed"; exit 1; }
-trap 'bash tests/harness/teardown.sh' EXIT
+runs=$(mktemp -d)
+trap 'bash tests/harness/teardown.sh; rm -rf "$runs"' EXIT
 # shellcheck disable=SC1091
 source "${SELFHOST_VENV:-$repo/.venv}/bin/activate"
 export ANSIBLE_COLLECTIONS_PATH="$repo/.collections"
 export MOLECULE_GLOB="molecule/*/molecule.yml"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 
-passed=0 failed=0 report=()
-step() {
-  local name=$1; shift
-  local t0; t0=$(date +%s)
-  echo; echo "=== $name: $*"
-  if "$@"; then passed=$((passed + 1)); report+=("PASS $(printf '%4ss' $(( $(date +%s) - t0 ))) $name")
-  else failed=$((failed + 1)); report+=("FAIL $(printf '%4ss' $(( $(date +%s) - t0 ))) $name"); fi
-}
+names=() commands=()
+queue() { names+=("$1"); shift; commands+=("$*"); }
 
-step "ruff" ruff check plugins tests molecule benchmarks
-step "ansible-lint" ansible-lint --offline
-step "pytest" pytest -p no:cacheprovider tests/unit tests/functional
-step "ansible-test sanity" bash tests/sanity/run.sh
+queue "ruff" ruff check plugins tests molecule benchmarks
+queue "pytest" pytest -p no:cacheprovider tests/unit tests/functional
+queue "ansible-lint" ansible-lint --offline
+queue "ansible-test sanity" bash tests/sanity/run.sh
 if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then
-  step "base images" bash tests/harness/wait-images.sh
-  for scenario in ${SELFHOST_SCENARIOS:-$(cd molecule && ls -d -- */ | tr -d /)}; do
+  queue "base images" bash tests/harness/wait-images.sh
+  # Longest first (fresh-machine minutes, stop 14: sshfs 16, traefik 14, restic 14, runpod 9, immich 7, docker 6,
+  # site 3); scenarios not named here follow in alphabetical order.
+  order="sshfs_storagebox traefik restic runpod_endpoint immich docker site"
+  all=$(cd molecule && ls -d -- */ | tr -d /)
+  for scenario in ${SELFHOST_SCENARIOS:-$order $(printf '%s\n' $all | grep -vxF -f <(printf '%s\n' $order))}; do
     [[ -f "molecule/$scenario/molecule.yml" ]] || continue
-    step "molecule $scenario" molecule test -s "$scenario"
+    queue "molecule $scenario" bash tests/harness/wait-images.sh --quiet "&&" molecule test -s "$scenario"
   done
   # Debian 13 is the platform with Compose v2 in the distribution (Debian 12 has none). The immich scenario
   # converges the docker role on Debian 13 and runs its stack with Compose v2, so the docker scenario runs on
   # Debian 12 only by default (CI budget); SELFHOST_TRIXIE_SCENARIOS="docker ..." runs scenarios on Debian 13 too.
   for scenario in ${SELFHOST_TRIXIE_SCENARIOS-}; do
-    step "molecule $scenario (trixie)" env SELFHOST_TEST_SUITE=trixie molecule test -s "$scenario"
+    queue "molecule $scenario (trixie)" bash tests/harness/wait-images.sh --quiet "&&" \
+      env SELFHOST_TEST_SUITE=trixie molecule test -s "$scenario"
   done
 fi
 
-echo; echo "=== summary"
-printf '%s\n' "${report[@]}"
+t_start=$(date +%s)
+echo 0 >"$runs/next"
+take() {  # the index of the next step in the queue, or nothing when it is empty
+  flock "$runs/next" bash -c 'n=$(cat "$1"); echo $((n + 1)) >"$1"; echo "$n"' _ "$runs/next"
+}
+run() {
+  local i=$1 worker=$2 t0 rc verdict
+  t0=$(date +%s)
+  # shellcheck disable=SC2086  # the command is a word list queued by this script
+  { echo "=== ${names[i]}: ${commands[i]}   (worker $worker, +$((t0 - t_start))s)"; eval "${commands[i]}"; } \
+    >"$runs/$i.log" 2>&1
+  rc=$?
+  verdict=PASS; ((rc == 0)) || verdict=FAIL
+  printf '%s %4ss  +%4ss  %s\n' "$verdict" $(($(date +%s) - t0)) $((t0 - t_start)) "${names[i]}" >"$runs/$i.result"
+  { echo; cat "$runs/$i.log"; echo "=== ${names[i]}: $verdict after $(($(date +%s) - t0))s"; } |
+    flock "$runs/print" cat
+}
+worker() {
+  local i
+  while i=$(take) && ((i < ${#names[@]})); do run "$i" "$1"; done
+}
+pids=()
+for w in $(seq "${SELFHOST_TEST_JOBS:-2}"); do worker "$w" & pids+=($!); done
+wait "${pids[@]}"
+
+passed=0 failed=0
+for i in "${!names[@]}"; do
+  if [[ -f "$runs/$i.result" ]] && grep -q '^PASS' "$runs/$i.result"; then passed=$((passed + 1)); continue; fi
+  failed=$((failed + 1))
+  echo; echo "=== end of the failed step's log: ${names[i]}"; tail -n 60 "$runs/$i.log" 2>/dev/null
+done
+echo; echo "=== summary (duration, start after the harness, step; $(($(date +%s) - t_start))s on ${SELFHOST_TEST_JOBS:-2} workers)"
+for i in "${!names[@]}"; do cat "$runs/$i.result" 2>/dev/null || echo "FAIL  not run     ${names[i]}"; done
 echo "steps: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
