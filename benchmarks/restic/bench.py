@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """restic against the Storage Box stand-in: the second, unchanged backup and a full restore — time and bytes.
 
-Needs the restic scenario's containers (converged, not destroyed):
-    /work/wt/molecule-slot molecule converge -s restic
+Needs the restic scenario's containers (converged, not destroyed; `molecule destroy -s restic` afterwards):
+    molecule test -s restic --destroy never      # or: molecule converge -s restic
     python3 benchmarks/restic/bench.py [--host restic-arm64] [--mb 64]
 
 On the host it writes --mb MiB of test data (random photos-like files, incompressible), backs it up to a separate

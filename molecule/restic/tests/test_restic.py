@@ -61,6 +61,27 @@ def snapshots(host) -> list[dict]:
     return json.loads(host.check_output("selfhost-restic snapshots --json --no-lock"))
 
 
+def assert_restored_byte_exact(host, root: str) -> None:
+    """Every backed-up file is under root with the same sha256 (the dump among them)."""
+    files = host.check_output(f"find {' '.join(SOURCES)} -type f | sort").split()
+    assert DUMP in files and len(files) >= 5
+    for path in files:
+        original = host.check_output(f"sha256sum {shlex.quote(path)}").split()[0]
+        restored = host.check_output(f"sha256sum {shlex.quote(root + path)}").split()[0]
+        assert original == restored, path
+
+
+def run_playbook(play: Path, extra_vars: dict | None = None) -> tuple[int, str]:
+    """ansible-playbook against the scenario's inventory; (exit status, output on one line)."""
+    command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+               str(play)]
+    if extra_vars:
+        command += ["-e", json.dumps(extra_vars)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False,
+                         env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    return run.returncode, " ".join((run.stdout + run.stderr).split())
+
+
 def locks_on_box() -> int:
     return len(docker_exec(BOX, f"ls {REPO_ON_BOX}/locks").split())
 
@@ -114,12 +135,7 @@ def test_backup_makes_a_snapshot_with_a_fresh_dump(host):
 def test_restore_drill_is_byte_exact_and_the_dump_replays(host):
     host.run("rm -rf /tmp/drill")
     host.check_output("selfhost-restic restore latest --no-lock --target /tmp/drill")
-    files = host.check_output(f"find {' '.join(SOURCES)} -type f | sort").split()
-    assert DUMP in files and len(files) >= 5
-    for path in files:
-        original = host.check_output(f"sha256sum {shlex.quote(path)}").split()[0]
-        restored = host.check_output(f"sha256sum {shlex.quote('/tmp/drill' + path)}").split()[0]
-        assert original == restored, path
+    assert_restored_byte_exact(host, "/tmp/drill")
     host.check_output(f"{PSQL} --dbname=postgres -c 'DROP DATABASE IF EXISTS immich_drill'")
     host.check_output(f"{PSQL} --dbname=postgres -c 'CREATE DATABASE immich_drill'")
     replay = host.run(REPLAY.format(dump=f"/tmp/drill{DUMP}", db="immich_drill"))
@@ -127,6 +143,45 @@ def test_restore_drill_is_byte_exact_and_the_dump_replays(host):
     source = host.check_output(f'{PSQL} --dbname=immich -c "{TABLE_DIGEST}"')
     drilled = host.check_output(f'{PSQL} --dbname=immich_drill -c "{TABLE_DIGEST}"')
     assert source == drilled and source.endswith(":5000")
+
+
+def test_restore_playbook_restores_the_files_and_replays_the_dump_into_the_stopped_stack(host):
+    """playbooks/restore.yml as a user runs it: latest snapshot into an empty target, dump replayed in between
+    stopping and starting the stack. The stack's unit is a stand-in for immich.service that logs its stops and
+    starts; the database is the stand-in PostgreSQL on restic-aux (a fresh, empty database)."""
+    stack, stack_log, target = "lab-immich-stack", "/var/log/lab-immich-stack.log", "/tmp/restore-playbook"
+    unit = ("[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+            f"ExecStart=/bin/sh -c 'echo start >> {stack_log}'\nExecStop=/bin/sh -c 'echo stop >> {stack_log}'\n")
+    host.check_output(f"printf {shlex.quote(unit)} > /etc/systemd/system/{stack}.service && systemctl daemon-reload"
+                      f" && rm -rf {stack_log} {target} && systemctl restart {stack}")
+    host.check_output(f"{PSQL} --dbname=postgres -c 'DROP DATABASE IF EXISTS immich_restored'")
+    host.check_output(f"{PSQL} --dbname=postgres -c 'CREATE DATABASE immich_restored'")
+    latest = snapshots(host)[-1]["short_id"]
+    restore = {
+        "restore_hosts": "restic-arm64", "restore_target": target, "restore_database": True,
+        "restore_stack_unit": f"{stack}.service", "restore_db_start_command": "",
+        "restore_psql_command": "psql --host=restic-aux --username=postgres --dbname=immich_restored",
+    }
+    play = SCENARIO_DIR.parents[1] / "playbooks" / "restore.yml"
+
+    rc, output = run_playbook(play, restore)
+    assert rc == 0, output[-3000:]
+    assert f"Restore snapshot {latest}" in output
+    assert_restored_byte_exact(host, target)
+    source = host.check_output(f'{PSQL} --dbname=immich -c "{TABLE_DIGEST}"')
+    assert host.check_output(f'{PSQL} --dbname=immich_restored -c "{TABLE_DIGEST}"') == source
+    assert source.endswith(":5000")
+    assert host.file(stack_log).content_string.split() == ["start", "stop", "start"]
+    assert host.service(f"{stack}.service").is_running
+
+    # Never over files: the same target again is refused before the stack is touched.
+    rc, output = run_playbook(play, restore)
+    assert rc != 0 and f"{target} is not empty" in output, output[-3000:]
+    assert host.file(stack_log).content_string.split() == ["start", "stop", "start"]
+    # A snapshot ID that is not one is refused with what to pass instead.
+    rc, output = run_playbook(play, {**restore, "restore_snapshot": "latest; rm -rf /"})
+    assert rc != 0 and "restore_snapshot is 'latest' or a snapshot ID" in output, output[-3000:]
+    host.run(f"systemctl stop {stack}; rm -f /etc/systemd/system/{stack}.service; systemctl daemon-reload")
 
 
 def test_a_failed_dump_fails_the_unit_pings_the_failure_and_makes_no_snapshot(host):
@@ -194,15 +249,8 @@ def test_a_wrong_password_fails_loudly_and_never_reinitialises(host):
     wrong = host.run("RESTIC_REPOSITORY=sftp:selfhost-storagebox:restic RESTIC_PASSWORD=wrong-password-123 "
                      "restic --no-cache cat config")
     assert wrong.rc == 12, wrong.stderr
-    play = SCENARIO_DIR / "tests" / "wrong_password.yml"
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    run = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", inventory, str(play)],
-        capture_output=True, text=True, timeout=600, check=False,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
-    )
-    assert run.returncode != 0
-    output = " ".join((run.stdout + run.stderr).split())
+    rc, output = run_playbook(SCENARIO_DIR / "tests" / "wrong_password.yml")
+    assert rc != 0
     assert "does not open it (restic exit 12)" in output, output[-3000:]
     assert docker_exec(BOX, f"sha256sum {REPO_ON_BOX}/config") == config_before
     assert docker_exec(BOX, f"ls {REPO_ON_BOX}/keys | wc -l").strip() == "1"
