@@ -15,7 +15,14 @@
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-# Base images build in the background while lint and the unit tests run; molecule waits for them.
+# Base images build in the background while lint and the unit tests run; molecule waits for them. Only those the
+# run uses: Debian 12 arm64 (every role's platform) and amd64 (stand-ins, the docker scenario's native half),
+# Debian 13 amd64 (immich, site); Debian 13 arm64 only with SELFHOST_TRIXIE_SCENARIOS (its debootstrap under qemu
+# costs ~20 CPU-minutes that the checks need).
+if [[ -z "${SELFHOST_TEST_IMAGES:-}" ]]; then
+  SELFHOST_TEST_IMAGES="bookworm-arm64 bookworm-amd64 trixie-amd64${SELFHOST_TRIXIE_SCENARIOS:+ trixie-arm64}"
+fi
+export SELFHOST_TEST_IMAGES
 SELFHOST_IMAGES_IN_BACKGROUND=1 bash tests/harness/setup.sh || { echo "harness setup failed"; exit 1; }
 runs=$(mktemp -d)
 trap 'bash tests/harness/teardown.sh; rm -rf "$runs"' EXIT
@@ -29,7 +36,7 @@ names=() commands=()
 queue() { names+=("$1"); shift; commands+=("$*"); }
 
 queue "ruff" ruff check plugins tests molecule benchmarks
-queue "pytest" pytest -p no:cacheprovider tests/unit tests/functional
+queue "pytest" pytest -p no:cacheprovider --durations=15 tests/unit tests/functional
 queue "ansible-lint" ansible-lint --offline
 queue "ansible-test sanity" bash tests/sanity/run.sh
 if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then

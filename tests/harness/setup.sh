@@ -6,7 +6,8 @@
 #   4. the Python venv from requirements.txt (.venv/, rebuilt when requirements.txt changes)
 #   5. local Debian systemd base images (debootstrap + docker import), reused when present
 #   6. .collections/ansible_collections/selfhost/immich -> this checkout
-# Environment: SELFHOST_TEST_SUITES (default "bookworm trixie"), SELFHOST_TEST_ARCHES (default "arm64 amd64").
+# Environment: SELFHOST_TEST_IMAGES, the <suite>-<arch> images to build (default: every SELFHOST_TEST_SUITES
+# (default "bookworm trixie") x SELFHOST_TEST_ARCHES (default "arm64 amd64")); see tests/harness/images.sh.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -62,17 +63,16 @@ fi
 # SELFHOST_IMAGES_IN_BACKGROUND=1: start the builds and return at once (tests/run.sh lints and runs the unit
 # tests meanwhile); tests/harness/wait-images.sh waits for them and fails if one failed.
 pids=()
-for suite in ${SELFHOST_TEST_SUITES:-bookworm trixie}; do
-  for arch in ${SELFHOST_TEST_ARCHES:-arm64 amd64}; do
-    if [[ "${SELFHOST_IMAGES_IN_BACKGROUND:-0}" == 1 ]]; then
-      rm -f "$state_dir/image-$suite-$arch.rc"
-      nohup bash -c '"$1" "$2" "$3" >"$4.log" 2>&1; echo $? >"$4.rc"' _ \
-        "$here/build-image.sh" "$suite" "$arch" "$state_dir/image-$suite-$arch" >/dev/null 2>&1 &
-    else
-      "$here/build-image.sh" "$suite" "$arch" &
-      pids+=($!)
-    fi
-  done
+for image in $(bash "$here/images.sh"); do
+  suite=${image%-*} arch=${image##*-}
+  if [[ "${SELFHOST_IMAGES_IN_BACKGROUND:-0}" == 1 ]]; then
+    rm -f "$state_dir/image-$image.rc"
+    nohup bash -c '"$1" "$2" "$3" >"$4.log" 2>&1; echo $? >"$4.rc"' _ \
+      "$here/build-image.sh" "$suite" "$arch" "$state_dir/image-$image" >/dev/null 2>&1 &
+  else
+    "$here/build-image.sh" "$suite" "$arch" &
+    pids+=($!)
+  fi
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 

@@ -7,16 +7,14 @@ quiet=0; [[ "${1-}" == --quiet ]] && quiet=1
 state_dir=${SELFHOST_STATE_DIR:-/var/tmp/selfhost-immich}
 deadline=$(( $(date +%s) + ${SELFHOST_IMAGE_TIMEOUT:-3000} ))
 failed=0
-for suite in ${SELFHOST_TEST_SUITES:-bookworm trixie}; do
-  for arch in ${SELFHOST_TEST_ARCHES:-arm64 amd64}; do
-    base="$state_dir/image-$suite-$arch"
-    until [[ -f "$base.rc" ]]; do
-      if (( $(date +%s) > deadline )); then echo "wait-images: $suite-$arch still building, giving up"; exit 1; fi
-      sleep 5
-    done
-    if [[ "$(cat "$base.rc")" != 0 ]]; then
-      cat "$base.log" 2>/dev/null; echo "wait-images: $suite-$arch failed"; failed=1
-    elif ((quiet == 0)); then cat "$base.log" 2>/dev/null; fi
+for image in $(bash "$(dirname "$0")/images.sh"); do
+  base="$state_dir/image-$image"
+  until [[ -f "$base.rc" ]]; do
+    if (( $(date +%s) > deadline )); then echo "wait-images: $image still building, giving up"; exit 1; fi
+    sleep 5
   done
+  if [[ "$(cat "$base.rc")" != 0 ]]; then
+    cat "$base.log" 2>/dev/null; echo "wait-images: $image failed"; failed=1
+  elif ((quiet == 0)); then cat "$base.log" 2>/dev/null; fi
 done
 exit "$failed"

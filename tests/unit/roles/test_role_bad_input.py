@@ -1,24 +1,16 @@
 """A bad-input corpus per role: each malformed value is refused before anything is written, naming the variable.
 
-One ansible-playbook run per role, in check mode and limited to the role's checks (tag <role>_validate; the
-shared preflight always runs). Every case is its own inventory host (local connection) carrying the bad value
-as a host variable, so one run tries them all and every host must fail on its own message. A valid host must
+One ansible-playbook run per role (tests/unit/utils/role_checks.py), in check mode and limited to the role's checks
+(tag <role>_validate; the shared preflight always runs). Every case is its own inventory host carrying the bad
+value as a host variable, so one run tries them all and every host must fail on its own message. A valid host must
 pass, and no marker secret may appear in the output.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
+from ansible_collections.selfhost.immich.tests.unit.utils.role_checks import assert_refused, check_role
 
-REPO = Path(__file__).resolve().parents[3]
 SECRET = "marker-secret-9f8e7d"
 
 BASE = {
@@ -120,55 +112,17 @@ CASES: dict[str, dict[str, tuple[dict, str]]] = {
     },
 }
 
-PLAY = """\
-- name: Check the role's input
-  hosts: all
-  gather_facts: false
-  roles:
-    - role: selfhost.immich.{role}
-"""
-
-
-def run_corpus(role: str, tmp_path: Path) -> str:
-    python = sys.executable
-    hosts = {"valid": {**BASE[role]}}
-    for case, (overrides, _) in CASES[role].items():
-        hosts[case] = {k: v for k, v in {**BASE[role], **overrides}.items()}
-    for host_vars in hosts.values():
-        host_vars.update(ansible_connection="local", ansible_python_interpreter=python)
-    (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
-    (tmp_path / "play.yml").write_text(PLAY.format(role=role))
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
-           "ANSIBLE_CONFIG": str(tmp_path / "none.cfg"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORKS": "20",
-           "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_HOST_KEY_CHECKING": "0"}
-    result = subprocess.run(
-        [str(Path(python).with_name("ansible-playbook")), "-i", str(tmp_path / "inventory.yml"), "--check",
-         "--tags", f"{role}_validate", str(tmp_path / "play.yml")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    return result.stdout + result.stderr
-
-
-def recap(output: str, host: str) -> str:
-    found = re.search(rf"^{re.escape(host)}\s+:\s+(.*)$", output, re.M)
-    assert found, f"no recap for {host}:\n{output[-3000:]}"
-    return found.group(1)
-
-
 @pytest.mark.parametrize("role", sorted(CASES))
 def test_bad_input_corpus_is_refused_before_any_write(role, tmp_path):
     assert len(CASES[role]) >= 10
-    output = run_corpus(role, tmp_path)
-    assert "failed=0" in recap(output, "valid"), output[-4000:]
-    assert SECRET not in output
+    cases = {"valid": BASE[role], **{case: {**BASE[role], **overrides} for case, (overrides, _) in CASES[role].items()}}
+    run = check_role(role, cases, tmp_path)
+    assert run.hosts["valid"].passed, run.output[-4000:]
+    assert SECRET not in run.output
     problems = []
     for case, (_, expected) in CASES[role].items():
-        if "failed=1" not in recap(output, case) or "changed=0" not in recap(output, case):
-            problems.append(f"{case}: not refused ({recap(output, case)})")
-            continue
-        # "fatal: [case]: FAILED! => {...}" or, for a looped check, "failed: [case] (item=...) => {...}".
-        messages = [json.loads(line.split(" => ", 1)[1]) for line in output.splitlines()
-                    if line.startswith((f"fatal: [{case}]: FAILED! => ", f"failed: [{case}] (item="))]
-        text = " ".join(" ".join(str(m.get("msg", "")).split()) for m in messages)
-        if expected not in text:
-            problems.append(f"{case}: message lacks {expected!r}: {text[:300]}")
+        try:
+            assert_refused(run, case, expected)
+        except AssertionError as problem:
+            problems.append(str(problem).splitlines()[0])
     assert not problems, "\n".join(problems)
