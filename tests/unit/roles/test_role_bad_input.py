@@ -112,6 +112,7 @@ CASES: dict[str, dict[str, tuple[dict, str]]] = {
     },
 }
 
+
 @pytest.mark.parametrize("role", sorted(CASES))
 def test_bad_input_corpus_is_refused_before_any_write(role, tmp_path):
     assert len(CASES[role]) >= 10

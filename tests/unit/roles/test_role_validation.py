@@ -27,35 +27,61 @@ IMMICH_VALID_CASES = {
 IMMICH_SECRETS = [IMMICH_SENTINEL]
 # case -> (overrides of IMMICH_VALID, text the failure must contain); None leaves the variable unset.
 IMMICH_BAD = {
-    "no-domain": ({"immich_domain": None},
-        "missing required arguments: immich_domain"),
-    "url-domain": ({"immich_domain": "https://photos.example.org/"},
-        "is not a fully qualified"),
-    "v2": ({"immich_version": "v2.7.5"},
-        "is not supported: give an Immich v3 release tag"),
-    "floating-tag": ({"immich_version": "release"},
-        "is not supported"),
-    "no-leading-v": ({"immich_version": "3.3.1"},
-        "is not supported"),
-    "db-password-chars": ({"immich_db_password": "Pass-word$1"},
-        "may only contain A-Z, a-z and 0-9"),
-    "thumbs-on-box": ({"immich_thumbs_location": "/mnt/storagebox/immich/thumbs"},
-        "immich_thumbs_location '/mnt/storagebox/immich/thumbs' is inside immich_upload_location"),
-    "db-on-box": ({"immich_db_data_location": "/mnt/storagebox/immich/postgres"},
-        "immich_db_data_location '/mnt/storagebox/immich/postgres' is inside"),
+    "no-domain": (
+        {"immich_domain": None},
+        "missing required arguments: immich_domain",
+    ),
+    "url-domain": (
+        {"immich_domain": "https://photos.example.org/"},
+        "is not a fully qualified",
+    ),
+    "v2": (
+        {"immich_version": "v2.7.5"},
+        "is not supported: give an Immich v3 release tag",
+    ),
+    "floating-tag": (
+        {"immich_version": "release"},
+        "is not supported",
+    ),
+    "no-leading-v": (
+        {"immich_version": "3.3.1"},
+        "is not supported",
+    ),
+    "db-password-chars": (
+        {"immich_db_password": "Pass-word$1"},
+        "may only contain A-Z, a-z and 0-9",
+    ),
+    "thumbs-on-box": (
+        {"immich_thumbs_location": "/mnt/storagebox/immich/thumbs"},
+        "immich_thumbs_location '/mnt/storagebox/immich/thumbs' is inside immich_upload_location",
+    ),
+    "db-on-box": (
+        {"immich_db_data_location": "/mnt/storagebox/immich/postgres"},
+        "immich_db_data_location '/mnt/storagebox/immich/postgres' is inside",
+    ),
     "misspelt-config-key": (
         {"immich_config_overrides": {"machineLearning": {"clip": {"modelname": "ViT-B-16__openai"}}}},
         "Immich does not know: machineLearning.clip.modelname"),
-    "misspelt-section": ({"immich_config_overrides": {"machinelearning": {"enabled": False}}},
-        "Immich does not know: machinelearning.enabled"),
-    "published-on-all": ({"immich_server_bind_address": "0.0.0.0"},
-        "is not a loopback address"),
-    "pull": ({"immich_pull_policy": "sometimes"},
-        "value of immich_pull_policy must be one of"),
-    "admin-half": ({"immich_admin_email": "admin@example.org"},
-        "Set both immich_admin_email"),
-    "smtp": ({"immich_smtp_enabled": True},
-        "needs immich_smtp_host and immich_smtp_from"),
+    "misspelt-section": (
+        {"immich_config_overrides": {"machinelearning": {"enabled": False}}},
+        "Immich does not know: machinelearning.enabled",
+    ),
+    "published-on-all": (
+        {"immich_server_bind_address": "0.0.0.0"},
+        "is not a loopback address",
+    ),
+    "pull": (
+        {"immich_pull_policy": "sometimes"},
+        "value of immich_pull_policy must be one of",
+    ),
+    "admin-half": (
+        {"immich_admin_email": "admin@example.org"},
+        "Set both immich_admin_email",
+    ),
+    "smtp": (
+        {"immich_smtp_enabled": True},
+        "needs immich_smtp_host and immich_smtp_from",
+    ),
 }
 
 # --- restic
@@ -65,45 +91,81 @@ RESTIC_VALID_CASES = {"valid": RESTIC_VALID}
 RESTIC_SECRETS = [RESTIC_SENTINEL_PASSWORD]
 # case -> (overrides of RESTIC_VALID, text the failure must contain); None leaves the variable unset.
 RESTIC_BAD = {
-    "no-password": ({"restic_password": None},
-        "missing required arguments: restic_password"),
-    "short-password": ({"restic_password": "short"},
-        "at least 12 characters"),
-    "too-old": ({"restic_version": "0.16.4"},
-        "0.17.0 or newer"),
-    "leading-v": ({"restic_version": "v0.19.1"},
-        "without a leading v"),
-    "short-key-id": ({"restic_gpg_fingerprint": "91A6868BD3F7A907"},
-        "40-hex-digit"),
-    "bad-digest": ({"restic_release_sha256": {"arm64": "abc"}},
-        "64-hex-digit"),
-    "unknown-arch-digest": ({"restic_release_sha256": {"riscv64": "a" * 64}},
-        "arm64/amd64"),
-    "user-at-host": ({"restic_ssh_alias": "u123456@u123456.your-storagebox.de"},
-        "no user@"),
-    "port-in-path": ({"restic_repository_path": "23/restic"},
-        "'23/restic' means a folder"),
-    "colon-in-path": ({"restic_repository_path": "host:restic"},
-        "without ':' or '@'"),
-    "relative-path": ({"restic_backup_paths": ["opt/immich/.env"]},
-        "take absolute paths"),
-    "root-path": ({"restic_backup_paths": ["/"]},
-        "take absolute paths"),
-    "empty-dump": ({"restic_dump_command": []},
-        "restic_dump_command is an argv list"),
+    "no-password": (
+        {"restic_password": None},
+        "missing required arguments: restic_password",
+    ),
+    "short-password": (
+        {"restic_password": "short"},
+        "at least 12 characters",
+    ),
+    "too-old": (
+        {"restic_version": "0.16.4"},
+        "0.17.0 or newer",
+    ),
+    "leading-v": (
+        {"restic_version": "v0.19.1"},
+        "without a leading v",
+    ),
+    "short-key-id": (
+        {"restic_gpg_fingerprint": "91A6868BD3F7A907"},
+        "40-hex-digit",
+    ),
+    "bad-digest": (
+        {"restic_release_sha256": {"arm64": "abc"}},
+        "64-hex-digit",
+    ),
+    "unknown-arch-digest": (
+        {"restic_release_sha256": {"riscv64": "a" * 64}},
+        "arm64/amd64",
+    ),
+    "user-at-host": (
+        {"restic_ssh_alias": "u123456@u123456.your-storagebox.de"},
+        "no user@",
+    ),
+    "port-in-path": (
+        {"restic_repository_path": "23/restic"},
+        "'23/restic' means a folder",
+    ),
+    "colon-in-path": (
+        {"restic_repository_path": "host:restic"},
+        "without ':' or '@'",
+    ),
+    "relative-path": (
+        {"restic_backup_paths": ["opt/immich/.env"]},
+        "take absolute paths",
+    ),
+    "root-path": (
+        {"restic_backup_paths": ["/"]},
+        "take absolute paths",
+    ),
+    "empty-dump": (
+        {"restic_dump_command": []},
+        "restic_dump_command is an argv list",
+    ),
     "no-retention": (
         {"restic_keep_daily": 0, "restic_keep_weekly": 0, "restic_keep_monthly": 0, "restic_keep_yearly": 0},
         "at least one above 0"),
-    "keep-not-int": ({"restic_keep_daily": "seven"},
-        "restic_keep_daily"),
-    "bad-subset": ({"restic_check_read_data_subset": "all"},
-        "is not n/t, x% or a size"),
-    "ping-no-scheme": ({"restic_ping_url": "hc-ping.com/uuid"},
-        "empty or http(s) URLs"),
-    "bad-delay": ({"restic_backup_randomized_delay": "soon"},
-        "a time span"),
-    "token-without-id": ({"restic_storagebox_api_token": "sentinel-token"},
-        "restic_storagebox_id must be the box's ID"),
+    "keep-not-int": (
+        {"restic_keep_daily": "seven"},
+        "restic_keep_daily",
+    ),
+    "bad-subset": (
+        {"restic_check_read_data_subset": "all"},
+        "is not n/t, x% or a size",
+    ),
+    "ping-no-scheme": (
+        {"restic_ping_url": "hc-ping.com/uuid"},
+        "empty or http(s) URLs",
+    ),
+    "bad-delay": (
+        {"restic_backup_randomized_delay": "soon"},
+        "a time span",
+    ),
+    "token-without-id": (
+        {"restic_storagebox_api_token": "sentinel-token"},
+        "restic_storagebox_id must be the box's ID",
+    ),
 }
 
 # --- traefik
@@ -125,30 +187,54 @@ TRAEFIK_VALID_CASES = {
 TRAEFIK_SECRETS = [TRAEFIK_SENTINEL_TOKEN]
 # case -> (overrides of TRAEFIK_VALID, text the failure must contain); None leaves the variable unset.
 TRAEFIK_BAD = {
-    "no-email": ({"traefik_acme_email": None},
-        "missing required arguments: traefik_acme_email"),
-    "bad-email": ({"traefik_acme_email": "admin"},
-        "is not an e-mail address"),
-    "unknown-challenge": ({"traefik_acme_challenge": "tls-alpn"},
-        "value of traefik_acme_challenge must be one of: dns-cloudflare, http, got: tls-alpn"),
-    "no-dot": ({"traefik_acme_domains": ["photos"]},
-        "'photos' is not a fully qualified domain"),
-    "url-not-name": ({"traefik_acme_domains": ["https://photos.example.org/"]},
-        "is not a fully qualified domain name"),
-    "trailing-dot": ({"traefik_acme_domains": ["photos.example.org."]},
-        "is not a fully qualified"),
-    "wildcard-http": ({"traefik_acme_domains": ["*.example.org"]},
-        "only the DNS-01 challenge"),
-    "too-old": ({"traefik_version": "3.5.3"},
-        "3.6.1 or newer"),
-    "leading-v": ({"traefik_version": "v3.7.15"},
-        "without a\nleading v"),
-    "dns-without-token": ({"traefik_acme_challenge": "dns-cloudflare"},
-        "traefik_cloudflare_dns_api_token must hold a Cloudflare API"),
-    "reserved-entrypoint": ({"traefik_extra_entrypoints": {"websecure": {"address": ":8443"}}},
-        "web, websecure and traefik are reserved"),
-    "dashboard-without-auth": ({"traefik_dashboard_enabled": True, "traefik_dashboard_host": "traefik.example.org"},
-        "never served without authentication"),
+    "no-email": (
+        {"traefik_acme_email": None},
+        "missing required arguments: traefik_acme_email",
+    ),
+    "bad-email": (
+        {"traefik_acme_email": "admin"},
+        "is not an e-mail address",
+    ),
+    "unknown-challenge": (
+        {"traefik_acme_challenge": "tls-alpn"},
+        "value of traefik_acme_challenge must be one of: dns-cloudflare, http, got: tls-alpn",
+    ),
+    "no-dot": (
+        {"traefik_acme_domains": ["photos"]},
+        "'photos' is not a fully qualified domain",
+    ),
+    "url-not-name": (
+        {"traefik_acme_domains": ["https://photos.example.org/"]},
+        "is not a fully qualified domain name",
+    ),
+    "trailing-dot": (
+        {"traefik_acme_domains": ["photos.example.org."]},
+        "is not a fully qualified",
+    ),
+    "wildcard-http": (
+        {"traefik_acme_domains": ["*.example.org"]},
+        "only the DNS-01 challenge",
+    ),
+    "too-old": (
+        {"traefik_version": "3.5.3"},
+        "3.6.1 or newer",
+    ),
+    "leading-v": (
+        {"traefik_version": "v3.7.15"},
+        "without a\nleading v",
+    ),
+    "dns-without-token": (
+        {"traefik_acme_challenge": "dns-cloudflare"},
+        "traefik_cloudflare_dns_api_token must hold a Cloudflare API",
+    ),
+    "reserved-entrypoint": (
+        {"traefik_extra_entrypoints": {"websecure": {"address": ":8443"}}},
+        "web, websecure and traefik are reserved",
+    ),
+    "dashboard-without-auth": (
+        {"traefik_dashboard_enabled": True, "traefik_dashboard_host": "traefik.example.org"},
+        "never served without authentication",
+    ),
 }
 
 # role -> (valid cases, bad cases: case -> (overrides of the valid base, expected text; None unsets), secrets)
