@@ -18,7 +18,7 @@ FAKES = Path(__file__).resolve().parents[1] / "fakes"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("api", choices=["hetzner", "runpod"])
     parser.add_argument("--secret-file", type=Path, required=True)
     args, rest = parser.parse_known_args()
