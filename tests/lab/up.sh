@@ -7,7 +7,7 @@
 #   LAB_ARCH=amd64 (default) | arm64   the server's architecture. arm64 runs under qemu-user: the host parts are
 #                                      converged, the stack's containers cannot start there (molecule/docker)
 #   LAB_DIR=/var/tmp/selfhost-immich/lab   the lab's state on this machine (keys, lab CA, logs; 0700)
-#   LAB_VERBOSE=1                      show Ansible's whole output (default: task names; logs in $LAB_DIR/logs)
+#   LAB_VERBOSE=1                      show Ansible's whole output (default: plays and recaps; all in $LAB_DIR/logs)
 #
 # Stages: 1 harness (packages, dockerd, venv, base images) · 2 containers on the immich-lab network ·
 # 3 controller side (lab secrets + CA, the Hetzner and RunPod API fakes, the release mirror, the Immich CLI) ·
