@@ -10,7 +10,8 @@
 # named after its scenario), so two can run side by side on one dockerd. Each step logs to its own file, printed
 # whole when the step ends; the summary lists the steps in queue order with their start offset and duration, and
 # the end of every failed step's log is printed again just above it.
-# SELFHOST_SCENARIOS="docker traefik" limits the scenarios; SELFHOST_SKIP_MOLECULE=1 skips them.
+# SELFHOST_SCENARIOS="docker traefik lab" limits the scenarios (lab: the end-to-end step); SELFHOST_SKIP_MOLECULE=1
+# skips them all.
 # SELFHOST_TEST_JOBS=1 runs everything in order. Exits non-zero if any step failed; the last line counts the steps.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,10 +43,16 @@ queue "ansible-test sanity" bash tests/sanity/run.sh
 if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then
   queue "base images" bash tests/harness/wait-images.sh
   # Longest first (fresh-machine minutes, stop 14: sshfs 16, traefik 14, restic 14, runpod 9, immich 7, docker 6,
-  # site 3); scenarios not named here follow in alphabetical order.
-  order="sshfs_storagebox traefik restic runpod_endpoint immich docker site"
+  # site 3); scenarios not named here follow in alphabetical order. `lab` is not a scenario: the end-to-end proof
+  # (tests/e2e: the README's first command, tests/lab/up.sh, from nothing, checked from outside, run twice).
+  order="sshfs_storagebox traefik restic lab runpod_endpoint immich docker site"
   all=$(cd molecule && ls -d -- */ | tr -d /)
   for scenario in ${SELFHOST_SCENARIOS:-$order $(printf '%s\n' $all | grep -vxF -f <(printf '%s\n' $order))}; do
+    if [[ $scenario == lab ]]; then
+      queue "lab end to end" bash tests/harness/wait-images.sh --quiet "&&" \
+        pytest -p no:cacheprovider -v --durations=0 tests/e2e
+      continue
+    fi
     [[ -f "molecule/$scenario/molecule.yml" ]] || continue
     queue "molecule $scenario" bash tests/harness/wait-images.sh --quiet "&&" molecule test -s "$scenario"
   done

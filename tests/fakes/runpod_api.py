@@ -272,8 +272,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argument_parser(__doc__.split("\n\n", maxsplit=1)[0], port=8089)
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     args = parser.parse_args(argv)
-    serve(FakeRunpod(api_key=args.api_key, host=args.host, port=args.port),
-          f"fake RunPod API v2 at {{url}} (key {args.api_key})")
+    # A key given on the command line is a secret of whoever runs the fake (the lab's): never printed.
+    key = f"the test key {DEFAULT_API_KEY}" if args.api_key == DEFAULT_API_KEY else "as given, not shown"
+    fake = FakeRunpod(api_key=args.api_key, host=args.host, port=args.port)
+    serve(fake, f"fake RunPod API v2 at {{url}} (key: {key})")
 
 
 if __name__ == "__main__":

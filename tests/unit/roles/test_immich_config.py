@@ -7,6 +7,7 @@ typescript come from npm (tests/lab/immich_cli/package.json), installed once int
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import re
@@ -34,12 +35,15 @@ _spec.loader.exec_module(check_config)
 @pytest.fixture(scope="module")
 def cli_dir() -> Path:
     """node_modules with @immich/sdk and typescript (npm install on first use, as molecule/immich does)."""
-    if not (CLI_DIR / "node_modules" / "typescript").is_dir():
-        if shutil.which("npm") is None:
-            pytest.fail("npm is needed to install @immich/sdk and typescript (tests/lab/immich_cli/package.json)")
-        CLI_DIR.mkdir(parents=True, exist_ok=True)
-        shutil.copy(CLI_SOURCE / "package.json", CLI_DIR / "package.json")
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=CLI_DIR, check=True)
+    CLI_DIR.mkdir(parents=True, exist_ok=True)
+    # The lock tests/lab/up.sh takes too: one installer at a time in the shared directory.
+    with open(f"{CLI_DIR}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (CLI_DIR / "node_modules" / "typescript").is_dir():
+            if shutil.which("npm") is None:
+                pytest.fail("npm is needed to install @immich/sdk and typescript (tests/lab/immich_cli/package.json)")
+            shutil.copy(CLI_SOURCE / "package.json", CLI_DIR / "package.json")
+            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=CLI_DIR, check=True)
     return CLI_DIR
 
 

@@ -1,0 +1,281 @@
+"""End to end (the Site issue's proof): the README's first command, `bash tests/lab/up.sh`, on this machine.
+
+One fixture brings the whole lab up from nothing (`up.sh --down` first, so a lab left by an earlier run cannot
+hide a failure): the stand-ins, a fresh Debian 13 server, ONE run of site.yml with inventories/lab, then
+tests/lab/check.yml uses it as a user would (verified HTTPS ping, the official @immich/cli login + upload through
+Traefik, one restic backup, the Synology's WebDAV pull). The tests then look at every part of the diagram from the
+outside (the box's files, the server's containers, the API fakes' state through the vendors' own API paths), and a
+second `up.sh` must find site.yml with nothing to change. Nothing is reused from the first run's Ansible facts:
+each check reads the system itself.
+
+Needs dockerd and the base images (tests/harness/setup.sh) and runs about 10 minutes on 2 cores, so it is its
+own step of tests/run.sh, not part of the pytest step. SELFHOST_LAB_KEEP=1 leaves the lab up afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+UP = REPO / "tests" / "lab" / "up.sh"
+LAB_DIR = Path(os.environ.get("LAB_DIR", "/var/tmp/selfhost-immich/lab"))
+SERVER, BOX, RUNPOD_EDGE, NAS = "immich-lab", "immich-lab-box", "immich-lab-runpod", "immich-lab-synology"
+DOMAIN = "photos.immich-lab.test"
+IMMICH_VERSION = "v3.3.1"  # inventories/lab
+BOX_IMMICH = "/srv/storagebox/u100001/home/immich"  # the box's home (tests/lab/storagebox) + immich_upload_location
+NAS_COPY = "/volume1/immich"
+SUBACCOUNT = ("u100001-sub1", "Lab-Sub-Pass-2026")
+# The literal lab-only passwords of inventories/lab; the random secrets are read from the lab's files.
+LAB_PASSWORDS = ["Lab-Box-Pass-2026", "Lab-Sub-Pass-2026", "Lab-Admin-Pass-2026", "Lab-Restic-Pass-2026"]
+
+
+@dataclass(repr=False)
+class Run:
+    rc: int
+    output: str
+    seconds: float
+    logs: dict[str, str] = field(default_factory=dict)
+    containers_before: dict[str, str] = field(default_factory=dict)  # the server's containers around the run
+    containers_after: dict[str, str] = field(default_factory=dict)
+
+    def outputs(self) -> dict[str, str]:
+        """Everything the run printed or logged: where -> text."""
+        return {"up.sh's output": self.output, **{f"{LAB_DIR}/logs/{k}.log": v for k, v in self.logs.items()}}
+
+    def upload_task(self) -> str:
+        """How check.yml's CLI upload ended: changed (a new photo uploaded) or ok (found on the server)."""
+        match = re.search(r"TASK \[Upload it with the CLI[^\n]*\n(changed|ok): \[immich-lab\]", self.logs["check"])
+        assert match, "the CLI upload task is not in check.log"
+        return match.group(1)
+
+    def recap(self, log: str, host: str) -> dict[str, int]:
+        """The PLAY RECAP counters of `host` in Ansible log `log` (prepare, site, check)."""
+        match = re.search(rf"^{re.escape(host)}\s+:\s+(.*)$", self.logs[log], re.M)
+        assert match, f"no recap line for {host} in {log}.log"
+        return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def up(*args: str) -> Run:
+    started = time.monotonic()
+    result = subprocess.run(
+        ["bash", str(UP), *args], cwd=REPO, capture_output=True, text=True, check=False,
+        env=dict(os.environ, LAB_DIR=str(LAB_DIR)),
+    )
+    logs = {path.stem: path.read_text() for path in (LAB_DIR / "logs").glob("*.log")} if LAB_DIR.exists() else {}
+    run = Run(result.returncode, result.stdout + result.stderr, time.monotonic() - started, logs)
+    print(f"up.sh {' '.join(args)}: rc {run.rc} in {run.seconds:.0f} s")
+    return run
+
+
+def sh(container: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "exec", container, "sh", "-c", script], capture_output=True, text=True,
+                          check=check)
+
+
+def out(container: str, script: str) -> str:
+    return sh(container, script).stdout
+
+
+def tree_digests(container: str, root: str) -> dict[str, str]:
+    """relative path -> sha256 of every regular file under root."""
+    listing = out(container, f"cd {root} && find . -type f -print0 | xargs -0 -r sha256sum")
+    return {line[66:]: line[:64] for line in listing.splitlines()}
+
+
+def api(port: int, path: str, secret_file: str) -> dict:
+    gateway = (LAB_DIR / "gateway").read_text().strip()
+    secret = (LAB_DIR / secret_file).read_text().strip()
+    request = urllib.request.Request(f"http://{gateway}:{port}{path}", headers={"Authorization": f"Bearer {secret}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)
+
+
+@pytest.fixture(scope="module")
+def first():
+    down = up("--down")
+    if down.rc != 0:
+        pytest.fail(f"up.sh --down failed:\n{down.output}")
+    run = up()
+    if run.rc != 0:
+        pytest.fail(f"up.sh failed ({run.rc}); its output ends:\n{run.output[-6000:]}")
+    yield run
+    if os.environ.get("SELFHOST_LAB_KEEP") != "1":
+        up("--down")
+
+
+def containers() -> dict[str, str]:
+    """name -> id and start time of every container of the server's dockerd."""
+    listing = out(SERVER, "docker inspect --format '{{.Name}} {{.Id}} {{.State.StartedAt}}' $(docker ps -aq)")
+    return {line.split()[0]: line for line in listing.splitlines()}
+
+
+@pytest.fixture(scope="module")
+def second(first):
+    before = containers()
+    run = up()
+    run.containers_before, run.containers_after = before, containers()
+    if run.rc != 0:
+        pytest.fail(f"the second up.sh failed ({run.rc}); its output ends:\n{run.output[-6000:]}")
+    print(f"first up.sh {first.seconds:.0f} s, second {run.seconds:.0f} s")
+    return run
+
+
+def test_site_converged_the_server_and_up_says_where_immich_answers(first):
+    assert first.recap("site", SERVER)["failed"] == 0
+    assert first.recap("site", SERVER)["changed"] > 0  # a fresh server: site.yml did the work, not prepare.yml
+    assert f"Immich answers at https://{DOMAIN}" in first.output
+    assert f"--cacert {LAB_DIR}/pebble-root.pem" in first.output
+    assert "immich login" in first.output
+
+
+def test_https_is_verified_against_pebble_and_only_against_it(first):
+    address = subprocess.run(
+        ["docker", "inspect", "--format", '{{(index .NetworkSettings.Networks "immich-lab").IPAddress}}', SERVER],
+        capture_output=True, text=True, check=True).stdout.strip()
+    ping = ["curl", "--silent", "--show-error", "--resolve", f"{DOMAIN}:443:{address}",
+            f"https://{DOMAIN}/api/server/ping"]
+    verified = subprocess.run([*ping, "--cacert", str(LAB_DIR / "pebble-root.pem")], capture_output=True, text=True,
+                              check=False)
+    assert (verified.returncode, json.loads(verified.stdout or "{}")) == (0, {"res": "pong"}), verified.stderr
+    # Without Pebble's root the certificate is not trusted (curl 60): it was issued by Pebble, not self-made.
+    assert subprocess.run(ping, capture_output=True, check=False).returncode == 60
+
+
+def test_cli_upload_lands_byte_identical_on_the_box(first):
+    assert first.upload_task() == "changed"
+    digest = out(SERVER, "sha256sum /root/lab-photos/lab-photo.jpg").split()[0]
+    originals = tree_digests(BOX, f"{BOX_IMMICH}/upload")
+    assert digest in originals.values(), originals
+
+
+def test_thumbnail_is_on_the_servers_disk_not_on_the_box(first):
+    assert int(out(SERVER, "find /var/lib/immich/thumbs -type f -name '*-thumbnail.webp' | wc -l")) >= 1
+    assert out(BOX, f"find {BOX_IMMICH} -path '*/thumbs/*' -type f") == ""
+
+
+def test_ml_call_went_through_the_gateway_with_the_runpod_key(first):
+    attempts = json.loads(out(SERVER, "curl -sS http://127.0.0.1:2283/_double/ml"))
+    gateway_url = yaml.safe_load(out(SERVER, "cat /opt/immich/immich-config.yaml"))["machineLearning"]["urls"][0]
+    assert any(a["url"] == gateway_url and a.get("status") == 200 and a.get("embedding") for a in attempts), attempts
+    stats = json.loads(out(RUNPOD_EDGE, "curl -sk https://127.0.0.1:8443/_lab/stats"))
+    # The edge refuses any request without the endpoint's key (401): Immich sends none, so the gateway added it.
+    assert stats["predicts"] >= 1 and stats["last_authorized"] is True, stats
+
+
+def test_runpod_key_is_in_no_container(first):
+    key = (LAB_DIR / "runpod-key").read_text().strip()
+    containers = out(SERVER, "docker ps -aq").split()
+    assert len(containers) >= 3  # immich_server, redis, database
+    assert key not in out(SERVER, "docker inspect " + " ".join(containers))
+
+
+def test_restic_snapshot_holds_the_dump_and_the_restore_drill_matches(first):
+    snapshots = json.loads(out(SERVER, "selfhost-restic snapshots --json"))
+    assert len(snapshots) == 1, snapshots
+    files = [json.loads(line) for line in out(SERVER, "selfhost-restic ls latest --json").splitlines()]
+    paths = [f["path"] for f in files if f.get("type") == "file"]
+    dumps = [p for p in paths if p.endswith("/immich-database.sql.gz")]
+    assert dumps, paths
+    # The drill: restore the snapshot elsewhere and compare every file with what is on the server now (nothing
+    # ran in between, so each must be sha256-equal; the dump must be a whole pg_dump).
+    sh(SERVER, "rm -rf /tmp/restore-drill && selfhost-restic restore latest --target /tmp/restore-drill")
+    try:
+        for path in paths:
+            restored, live = (out(SERVER, f"sha256sum {root}{path}").split()[0] for root in ("/tmp/restore-drill", ""))
+            assert restored == live, path
+        tail = out(SERVER, f"gunzip --stdout /tmp/restore-drill{dumps[0]} | tail -n 5")
+        assert "PostgreSQL database dump complete" in tail
+    finally:
+        sh(SERVER, "rm -rf /tmp/restore-drill", check=False)
+
+
+def test_synology_copy_is_sha256_equal_and_the_subaccount_cannot_write(first):
+    box = tree_digests(BOX, BOX_IMMICH)
+    nas = tree_digests(NAS, NAS_COPY)
+    assert any(path.startswith("./upload/") for path in nas)
+    assert nas == box
+    user, password = SUBACCOUNT
+    put = sh(NAS, f"echo probe | curl -s -o /dev/null -w '%{{http_code}}' -u {user}:{password} -T - "
+                  f"http://{BOX}/{user}/upload/nas-write-probe.txt", check=False)
+    assert put.stdout in {"401", "403", "405"}, put.stdout
+    assert sh(BOX, f"test -e {BOX_IMMICH}/upload/nas-write-probe.txt", check=False).returncode == 1
+
+
+def test_hetzner_api_shows_the_box_settings_and_the_read_only_subaccount(first):
+    box = api(18091, "/v1/storage_boxes/1", "hetzner-token")["storage_box"]
+    assert box["access_settings"]["ssh_enabled"] is True
+    assert box["snapshot_plan"] is not None
+    subaccounts = api(18091, "/v1/storage_boxes/1/subaccounts", "hetzner-token")["subaccounts"]
+    assert [(s["home_directory"].strip("/"), s["access_settings"]["readonly"], s["access_settings"]["webdav_enabled"])
+            for s in subaccounts] == [("immich", True, True)]
+
+
+def test_runpod_api_shows_the_template_and_lb_endpoint_at_the_servers_version(first):
+    version = json.loads(out(SERVER, "curl -sS http://127.0.0.1:2283/api/server/version"))
+    assert f"v{version['major']}.{version['minor']}.{version['patch']}" == IMMICH_VERSION
+    templates = api(18092, "/v2/templates", "runpod-key")["templates"]
+    endpoints = api(18092, "/v2/serverless", "runpod-key")["endpoints"]
+    assert [e["type"] for e in endpoints] == ["LOAD_BALANCER"], endpoints
+    assert len(templates) == 1, templates
+    for image in (endpoints[0]["image"], templates[0]["image"]):
+        assert f":{IMMICH_VERSION}-" in image, image  # immich-machine-learning:<version>-cuda
+
+
+def secrets_of_the_lab() -> dict[str, str]:
+    found = {f"password {i}": p for i, p in enumerate(LAB_PASSWORDS)}
+    for name in ("runpod-key", "hetzner-token"):
+        found[name] = (LAB_DIR / name).read_text().strip()
+    found["database password"] = out(SERVER, "cat /opt/immich/.db-password").strip()
+    found["Immich API key"] = out(SERVER, "cat /root/.config/lab-immich-api-key").strip()
+    assert all(len(value) >= 12 for value in found.values())
+    return found
+
+
+def assert_no_secret(texts: dict[str, str]) -> None:
+    """No lab secret in any of the texts (where -> text); a finding names the secret, never shows it."""
+    for name, secret in secrets_of_the_lab().items():
+        for where, text in texts.items():
+            if secret in text:
+                pytest.fail(f"the {name} is in {where}", pytrace=False)
+
+
+def test_no_secret_in_any_output_of_the_first_run(first):
+    assert_no_secret(first.outputs())
+
+
+def test_check_diff_on_the_converged_server_reports_no_change(first):
+    result = subprocess.run(
+        ["ansible-playbook", "-i", "inventories/lab", "site.yml", "--check", "--diff"], cwd=REPO, capture_output=True,
+        text=True, check=False,
+        env=dict(os.environ, LAB_DIR=str(LAB_DIR), ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"),
+                 ANSIBLE_PIPELINING="True", ANSIBLE_FORCE_COLOR="0"),
+    )
+    check = Run(result.returncode, result.stdout + result.stderr, 0, {"check-diff": result.stdout})
+    assert result.returncode == 0, check.output[-6000:]
+    recap = check.recap("check-diff", SERVER)
+    assert (recap["changed"], recap["failed"]) == (0, 0), check.output[-6000:]
+    assert_no_secret({"the output of site.yml --check --diff": check.output})
+
+
+# -- the second run: the README says a re-run finds everything in place ----------------------------------------
+
+
+def test_second_run_changes_nothing_and_recreates_no_container(first, second):
+    recap = second.recap("site", SERVER)
+    assert (recap["changed"], recap["failed"]) == (0, 0), recap
+    assert second.upload_task() == "ok"  # the CLI found the photo on the server already
+    assert second.containers_after == second.containers_before
+
+
+def test_no_secret_in_any_output_of_the_second_run(second):
+    assert_no_secret(second.outputs())
