@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-# immich-arm64 joins when the scenario gets its arm64 platform (see molecule.yml).
-testinfra_hosts = ["immich-amd64"]
+# The host-side checks run on both; the stack's only on amd64 (`native_only`, `uploaded`): see molecule.yml.
+# The destructive checks (restarts, the box outage) are in test_zz_outages.py, which pytest runs after this file.
+testinfra_hosts = ["immich-amd64", "immich-arm64"]
 
 REPO = Path(__file__).resolve().parents[3]
 BOX = "immich-box"
@@ -79,6 +80,26 @@ def test_compose_project_keeps_the_library_on_the_box_and_the_rest_local(host):
     network = project["networks"]["immich"]
     assert network["driver_opts"] == {"com.docker.network.bridge.name": "immich0"}
     assert network["ipam"]["config"] == [{"subnet": "172.30.0.0/24", "gateway": "172.30.0.1"}]
+
+
+def test_platform_architecture(host, expected_arch):
+    assert host.system_info.arch == expected_arch
+
+
+def test_library_is_on_the_box_mounted_over_sshfs(host):
+    mount = host.check_output("findmnt -n -o FSTYPE,SOURCE --mountpoint /mnt/storagebox").split()
+    assert mount == ["fuse.sshfs", "selfhost-storagebox:/home"]
+    assert host.service("mnt-storagebox.mount").is_running
+    # Written as Immich's uid (the box's files show as 1000:1000) and read back on the box itself.
+    name = f"probe-{host.ansible.get_variables()['inventory_hostname']}-{secrets.token_hex(4)}"
+    as_immich = "setpriv --reuid 1000 --regid 1000 --clear-groups"
+    host.check_output(f"{as_immich} sh -c 'echo {name} > /mnt/storagebox/immich/{name}'")
+    try:
+        assert on_box(f"cat {BOX_IMMICH}/{name}").strip() == name
+    finally:
+        host.run(f"rm -f /mnt/storagebox/immich/{name}")
+    # The bare mountpoint under it stays empty and immutable (nothing lands on the local disk unmounted).
+    assert host.check_output("storagebox-mount-guard status /mnt/storagebox") == "immutable"
 
 
 def test_local_directories_belong_to_immich(host):

@@ -1,0 +1,185 @@
+"""Restarts and the Storage Box going away, on the amd64 host that runs the stack.
+
+Named to sort after test_immich.py: pytest runs the files in name order, and these checks stop and restart
+the host, the mount and the box, so every other check has run on the undisturbed stack before them. Each one
+leaves the stack running on the mounted box again (and fails if it cannot).
+
+A box outage while the mount stays up is not here: sshfs `reconnect` keeps the mount through it (writes fail,
+then succeed again; molecule/sshfs_storagebox proves that), so the unit has nothing to stop. What the unit
+promises is about the MOUNT: Immich runs only while the box is mounted and starts again when it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+testinfra_hosts = ["immich-amd64"]
+
+HOST = "immich-amd64"
+BOX = "immich-box"
+BOX_IMMICH = "/srv/storagebox/u100001/home/immich"
+MOUNT = "/mnt/storagebox"
+UNIT = "mnt-storagebox.mount"
+API = "http://127.0.0.1:2283/api"
+ADMIN = {"email": "admin@photos.immich.test", "password": "Lab-Admin-Pass-2026"}
+PROJECT = "label=com.docker.compose.project=immich"
+
+
+def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def on_box(script: str) -> str:
+    return docker("exec", BOX, "sh", "-c", script).stdout
+
+
+def wait_for(what: str, predicate: Callable[[], bool], timeout: float, interval: float = 3) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def mounted(host) -> bool:
+    return host.run(f"findmnt -n -o FSTYPE --mountpoint {MOUNT}").stdout.strip() == "fuse.sshfs"
+
+
+def pong(host) -> bool:
+    answer = host.run(f"curl -sS --max-time 5 {API}/server/ping")
+    try:
+        return answer.rc == 0 and json.loads(answer.stdout) == {"res": "pong"}
+    except ValueError:
+        return False
+
+
+def running_containers(host) -> list[str]:
+    return host.check_output(f"docker ps --filter {PROJECT} --format '{{{{.Names}}}}'").split()
+
+
+def boot(host) -> None:
+    """Wait for the restarted host's systemd to finish booting (running, or degraded by a failed unit)."""
+
+    def answers() -> bool:  # until PID 1 listens, systemctl fails with no state
+        return docker("exec", HOST, "systemctl", "is-system-running", check=False).stdout.strip() != ""
+
+    wait_for("systemd in the restarted host", answers, 120, interval=2)
+    state = docker("exec", HOST, "timeout", "300", "systemctl", "is-system-running", "--wait", check=False)
+    assert state.stdout.strip() in ("running", "degraded"), state.stdout + state.stderr
+
+
+def restart(host) -> None:
+    # Time for an orderly shutdown: immich.service's ExecStop (`compose stop`) before dockerd stops.
+    docker("restart", "--time", "150", HOST)
+    boot(host)
+
+
+def unit_time(host, unit: str, prop: str) -> int:
+    """A unit's timestamp property in µs: *Monotonic ones as is, the others as UNIX time."""
+    value = host.check_output(f"systemctl show --timestamp=us+utc --property={prop} --value {unit}")
+    if prop.endswith("Monotonic"):
+        return int(value)
+    stamp = datetime.strptime(value, "%a %Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=UTC)
+    return int(stamp.timestamp() * 1_000_000)
+
+
+def container_started(host, name: str) -> int:
+    """A container's .State.StartedAt in µs of UNIX time (Docker gives nanoseconds, RFC 3339)."""
+    value = host.check_output(f"docker inspect --format '{{{{.State.StartedAt}}}}' {name}")
+    seconds, _, fraction = value.rstrip("Z").partition(".")
+    stamp = datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return int(stamp.timestamp()) * 1_000_000 + int((fraction + "000000")[:6])
+
+
+def upload_lands_on_the_box(host) -> None:
+    """The stack works end to end: log in (database) and upload a photo that arrives on the box unchanged."""
+    login = json.loads(
+        host.check_output(
+            f"curl -sS --fail-with-body -X POST {API}/auth/login -H 'Content-Type: application/json' "
+            f"-d '{json.dumps(ADMIN)}'"
+        )
+    )
+    name = f"outage-{secrets.token_hex(4)}.jpg"
+    host.check_output(f"head -c 65536 /dev/urandom > /root/{name}")
+    digest = host.check_output(f"sha256sum /root/{name}").split()[0]
+    asset = json.loads(
+        host.check_output(
+            f"curl -sS --fail-with-body -X POST {API}/assets -H 'Authorization: Bearer {login['accessToken']}' "
+            f"-F assetData=@/root/{name} -F fileCreatedAt=2026-10-01T10:00:00Z -F fileModifiedAt=2026-10-01T10:00:00Z"
+        )
+    )
+    assert asset["status"] == "created", asset
+    stored = on_box(f"find {BOX_IMMICH}/upload -type f -name '{asset['id']}.jpg' -exec sha256sum {{}} +").split()
+    assert stored and stored[0] == digest, stored
+
+
+def assert_nothing_local(host) -> None:
+    """The bare mountpoint on the local disk is still empty and immutable: nothing landed there."""
+    assert not mounted(host)
+    assert host.check_output(f"ls -A {MOUNT}") == ""
+    assert host.check_output(f"storagebox-mount-guard status {MOUNT}") == "immutable"
+
+
+def test_losing_the_mount_stops_the_stack_and_the_mount_brings_it_back(host):
+    assert sorted(running_containers(host)) == ["immich_postgres", "immich_redis", "immich_server"]
+    host.check_output("systemctl stop storagebox-mount-retry.timer")  # it would mount the box again meanwhile
+    try:
+        host.check_output(f"systemctl stop {UNIT}")
+        # BindsTo: the unit stopped first (`compose stop`), so the unmount was not blocked by the server's bind.
+        assert not host.service("immich.service").is_running
+        assert running_containers(host) == []
+        assert not pong(host)
+        for attempt in (f"mkdir {MOUNT}/immich", f"touch {MOUNT}/.immich"):
+            result = host.run(attempt)
+            assert result.rc != 0 and "Operation not permitted" in result.stderr, attempt
+        assert_nothing_local(host)
+    finally:
+        # Only the mount: immich.service must follow it by itself (it is wanted by the mount unit).
+        host.check_output(f"systemctl start {UNIT} storagebox-mount-retry.timer")
+    wait_for("the stack after the mount came back", lambda: pong(host), 180)
+    assert host.service("immich.service").is_running
+    assert sorted(running_containers(host)) == ["immich_postgres", "immich_redis", "immich_server"]
+
+
+def test_host_restart_mounts_the_box_before_it_starts_the_stack(host):
+    restart(host)
+    wait_for("the server's ping after the restart", lambda: pong(host), 300)
+    mount_active = unit_time(host, UNIT, "ActiveEnterTimestampMonotonic")
+    stack_start = unit_time(host, "immich.service", "InactiveExitTimestampMonotonic")
+    assert 0 < mount_active <= stack_start, (mount_active, stack_start)
+    # Every container was started by the unit, after the mount: dockerd did not start one by itself at boot
+    # (`restart: unless-stopped` + the unit's `compose stop` at shutdown), which could run it on the bare
+    # mountpoint. Wall clock here: Docker's StartedAt against the unit's start.
+    stack_start_wall = unit_time(host, "immich.service", "InactiveExitTimestamp")
+    for name in ("immich_server", "immich_redis", "immich_postgres"):
+        assert container_started(host, name) >= stack_start_wall, name
+    upload_lands_on_the_box(host)
+
+
+def test_box_down_at_boot_keeps_immich_stopped_until_the_box_is_back(host):
+    docker("stop", "--time", "10", BOX)
+    try:
+        restart(host)
+        state = host.run(f"systemctl is-active {UNIT}").stdout.strip()
+        assert state in ("failed", "inactive"), state  # boot is over (boot() waited): the mount gave up
+        host.check_output("docker info --format '{{.ServerVersion}}'")  # dockerd runs, the stack does not
+        assert not host.service("immich.service").is_running
+        assert running_containers(host) == []
+        assert not pong(host)
+        # Starting Immich by hand is refused too (its unit requires the mount), and leaves nothing behind.
+        assert host.run("systemctl start immich.service").rc != 0
+        assert running_containers(host) == []
+        assert_nothing_local(host)
+    finally:
+        docker("start", BOX)
+    # Nobody starts anything: storagebox-mount-retry.timer mounts the box again and the mount starts Immich.
+    wait_for("the retry timer to mount the box again", lambda: mounted(host), 240, interval=5)
+    wait_for("the stack after the box came back", lambda: pong(host), 240)
+    assert host.service("immich.service").is_running
+    upload_lands_on_the_box(host)
