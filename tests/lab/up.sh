@@ -5,7 +5,9 @@
 #   bash tests/lab/up.sh --down     remove everything it started (containers, network, API fakes, lab state)
 #
 #   LAB_ARCH=amd64 (default) | arm64   the server's architecture. arm64 runs under qemu-user: the host parts are
-#                                      converged, the stack's containers cannot start there (molecule/docker)
+#                                      converged, the stack's containers cannot start there (molecule/docker);
+#                                      the arm64 server is Debian 12 with Debian 13's Compose v2, as in
+#                                      molecule/immich (Debian 13's systemd cannot start units under qemu-user)
 #   LAB_DIR=/var/tmp/selfhost-immich/lab   the lab's state on this machine (keys, lab CA, logs; 0700)
 #   LAB_VERBOSE=1                      show Ansible's whole output (default: plays and recaps; all in $LAB_DIR/logs)
 #
@@ -91,14 +93,18 @@ playbook() {
   fi
 }
 server_extra=()
+suite=trixie
 if [[ $arch == arm64 ]]; then
+  # Debian 13's systemd (257) starts no unit under qemu-user here (molecule/immich/molecule.yml says why): the
+  # arm64 server is Debian 12, with Compose v2 from Debian 13 (tests/lab/tasks/compose_from_trixie.yml).
+  suite=bookworm
   # dockerd cannot start under qemu-user: install and render everything, start no container (molecule/immich).
-  server_extra=(-e docker_service_state=stopped -e immich_start_stack=false)
+  server_extra=(-e docker_service_state=stopped -e immich_start_stack=false -e docker_install_compose=false)
 fi
 
 # -- 1 ------------------------------------------------------------------------------------------------------------
-stage "harness: packages, dockerd, Python venv, base images (Debian 13 $arch server, Debian 12 amd64 stand-ins)"
-SELFHOST_TEST_IMAGES="trixie-$arch" bash tests/harness/setup.sh | sed 's/^/  /'
+stage "harness: packages, dockerd, Python venv, base images (Debian $suite $arch server, Debian 12 amd64 stand-ins)"
+SELFHOST_TEST_IMAGES="$suite-$arch" bash tests/harness/setup.sh | sed 's/^/  /'
 images=(trixie-amd64 bookworm-amd64)  # trixie-amd64: the stack's images inside the server are built FROM it
 for image in "${images[@]}"; do
   docker image inspect "selfhost-immich/debian:$image" >/dev/null 2>&1 && continue
@@ -135,7 +141,7 @@ container() {  # name image [docker run options...]: (re)create when its setting
 # The server: NET_ADMIN and a volume for its own dockerd, /dev/fuse + LINUX_IMMUTABLE for SSHFS and the mount
 # guard, ip_nonlocal_bind for the ML gateway's address (molecule/immich); its network alias is Immich's domain,
 # so Pebble validates HTTP-01 against it and the stand-ins reach it by that name.
-container "$server" "selfhost-immich/debian:trixie-$arch" --platform "linux/$arch" \
+container "$server" "selfhost-immich/debian:$suite-$arch" --platform "linux/$arch" \
   --cap-add NET_ADMIN --cap-add LINUX_IMMUTABLE --device /dev/fuse -v /var/lib/docker \
   --sysctl net.ipv4.ip_nonlocal_bind=1 --network-alias "$domain"
 mkdir -p "$mirror_dir"
@@ -234,7 +240,7 @@ stage "stand-ins and a fresh server (tests/lab/prepare.yml)"
 playbook prepare "${inventories[@]}" tests/lab/prepare.yml "${server_extra[@]}"
 
 # -- 5 ------------------------------------------------------------------------------------------------------------
-stage "site.yml on $server ($arch, Debian 13) with inventories/lab"
+stage "site.yml on $server ($arch, Debian $suite) with inventories/lab"
 playbook site -i inventories/lab site.yml "${server_extra[@]}"
 
 # -- 6 ------------------------------------------------------------------------------------------------------------
