@@ -99,7 +99,8 @@ if [[ $arch == arm64 ]]; then
   # arm64 server is Debian 12, with Compose v2 from Debian 13 (tests/lab/tasks/compose_from_trixie.yml).
   suite=bookworm
   # dockerd cannot start under qemu-user: install and render everything, start no container (molecule/immich).
-  server_extra=(-e docker_service_state=stopped -e immich_start_stack=false -e docker_install_compose=false)
+  # JSON, so that false is a boolean (key=value would make it the string "false").
+  server_extra=(-e '{"docker_service_state": "stopped", "immich_start_stack": false, "docker_install_compose": false}')
 fi
 
 # -- 1 ------------------------------------------------------------------------------------------------------------
