@@ -27,7 +27,7 @@ def _render(facts: dict, **overrides) -> str:
     defaults = load_trusted(ROLE / "defaults" / "main.yml")
     role_vars = load_trusted(ROLE / "vars" / "main.yml")
     tasks = load_trusted(ROLE / "tasks" / "official.yml")
-    repo_task = next(t for t in tasks if "docker.sources.j2" in str(t.get("ansible.builtin.template", {})))
+    repo_task = next(t for t in tasks if "docker.sources.j2" in str(t.get("selfhost.immich.file_set", {})))
     variables = {**defaults, **role_vars, **overrides, "ansible_facts": facts, "preflight_arch": _preflight_arch(facts)}
     templar = Templar(loader=DataLoader(), variables=variables)
     variables.update({k: templar.template(v) for k, v in repo_task["vars"].items()})

@@ -1,0 +1,254 @@
+#!/usr/bin/python
+# Copyright: selfhost.immich contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: file_set
+short_description: Write several small text files on the host in one remote call
+version_added: 0.2.0
+description:
+  - Makes each file of O(files) hold the given content with the given owner, group and mode. A file whose
+    content and attributes already match is not touched.
+  - The action plugin of the same name renders O(files[].template) and reads O(files[].src) on the controller,
+    so one task with N files is one remote call. M(ansible.builtin.template) and M(ansible.builtin.copy) make
+    five remote round trips per file even when nothing changes (home directory, temporary directory, stat, file,
+    clean-up), which was most of the time of a no-op run of the collection's roles.
+  - A file is written to a temporary file in its own directory that already has the final owner, group and mode,
+    then renamed over the destination, so no reader ever sees a partial file or a secret file with loose
+    permissions.
+  - Only for text files (UTF-8). The directory of each file must exist (a missing one fails the task before any
+    file is written; in check mode it is reported as a file to create).
+options:
+  files:
+    description: The files to write, in order.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      dest:
+        description: Absolute path of the file on the host.
+        type: path
+        required: true
+      content:
+        description:
+          - The file's content. Exactly one of O(files[].content), O(files[].template) and O(files[].src).
+          - The module never returns it, and the action plugin drops the module arguments from the result.
+        type: str
+      template:
+        description:
+          - A template from the role's C(templates/) directory (found like M(ansible.builtin.template)'s C(src)),
+            rendered on the controller with the task's variables plus O(files[].vars).
+          - Handled by the action plugin; the module only ever receives O(files[].content).
+        type: str
+      src:
+        description:
+          - A file from the role's C(files/) directory, copied as it is. Handled by the action plugin.
+        type: str
+      vars:
+        description: Variables for this file's template only (like a task's C(vars) inside a loop).
+        type: dict
+      mode:
+        description: The file's mode, octal as a string (V("0644")) or symbolic, as M(ansible.builtin.file) takes it.
+        type: raw
+      owner:
+        description: The file's owner (name or uid).
+        type: str
+      group:
+        description: The file's group (name or gid).
+        type: str
+      force:
+        description:
+          - If V(false), an existing file keeps its content (its owner, group and mode are still set); for a
+            value made once, such as a generated password.
+        type: bool
+        default: true
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+    details: The action plugin renders templates and reads sources on the controller.
+  async:
+    description: Supports being used with the C(async) keyword.
+    support: none
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+    details: Reports which files would change and, with diff, how; writes nothing.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details: One diff per changed file (content, or owner/group/mode). Use C(no_log) on a task with secrets.
+  idempotent:
+    description: A second run with the same options reports C(changed=false) and writes nothing.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+author:
+  - selfhost.immich contributors (@selfhost)
+"""
+
+EXAMPLES = r"""
+- name: Write the guard's units
+  selfhost.immich.file_set:
+    files:
+      - dest: /etc/systemd/system/guard.service
+        template: guard.service.j2
+        owner: root
+        group: root
+        mode: "0644"
+      - dest: /etc/systemd/system/guard.timer
+        template: unit.timer.j2
+        vars:
+          timer_calendar: hourly
+        mode: "0644"
+  notify: Reload systemd units
+
+- name: Write the password file once
+  selfhost.immich.file_set:
+    files:
+      - dest: /etc/app/db.password
+        content: "{{ lookup('ansible.builtin.password', '/dev/null', length=32) }}\n"
+        mode: "0600"
+        force: false
+  no_log: true
+"""
+
+RETURN = r"""
+files:
+  description: Each file's path and whether it changed, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"dest": "/etc/systemd/system/guard.service", "changed": true}]
+"""
+
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text  # noqa: E402
+
+FILE_OPTIONS = dict(
+    dest=dict(type="path", required=True),
+    content=dict(type="str"),
+    template=dict(type="str"),
+    src=dict(type="str"),
+    vars=dict(type="dict"),
+    mode=dict(type="raw"),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+    force=dict(type="bool", default=True),
+)
+
+
+def _read(path: bytes) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _attributes_text(values: dict) -> str:
+    return "".join(f"{key}: {values[key]}\n" for key in sorted(values))
+
+
+def _one_file(module: AnsibleModule, spec: dict) -> tuple[bool, dict | None]:
+    dest = spec["dest"]
+    b_dest = to_bytes(dest, errors="surrogate_or_strict")
+    wanted = to_bytes(spec["content"], errors="surrogate_or_strict")
+    attributes = {"path": dest, "mode": spec["mode"], "owner": spec["owner"], "group": spec["group"],
+                  "secontext": [None, None, None], "attributes": None}
+    current = _read(b_dest)
+    write = current is None or (current != wanted and spec["force"])
+    diff = None
+    if write and module._diff:
+        diff = {"before_header": dest, "after_header": dest,
+                "before": to_text(current or b"", errors="surrogate_or_strict"),
+                "after": to_text(wanted, errors="surrogate_or_strict")}
+    if write and module.check_mode:
+        return True, diff
+    if write:
+        fd, b_tmp = tempfile.mkstemp(dir=os.path.dirname(b_dest), prefix=b".ansible-file-set-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(wanted)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if current is not None:  # an attribute not given keeps the old file's value, as with copy
+                old = os.stat(b_dest)
+                os.chmod(b_tmp, old.st_mode & 0o7777)
+                os.chown(b_tmp, old.st_uid, old.st_gid)
+            else:
+                os.chmod(b_tmp, 0o644 & ~_umask())
+            module.set_fs_attributes_if_different(dict(attributes, path=to_native(b_tmp)), False)
+            os.rename(b_tmp, b_dest)
+        except BaseException:
+            if os.path.exists(b_tmp):
+                os.unlink(b_tmp)
+            raise
+        return True, diff
+    attribute_diff: dict = {"before": {}, "after": {}}
+    changed = module.set_fs_attributes_if_different(attributes, False, diff=attribute_diff)
+    if changed and module._diff:
+        diff = {"before_header": dest, "after_header": dest,
+                "before": _attributes_text(attribute_diff["before"]),
+                "after": _attributes_text(attribute_diff["after"])}
+    return changed, diff
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(files=dict(type="list", elements="dict", required=True, options=FILE_OPTIONS)),
+        supports_check_mode=True,
+    )
+    files = module.params["files"]
+    problems = []
+    for index, spec in enumerate(files):
+        where = f"files[{index}] ({spec['dest']})"
+        if spec["content"] is None:
+            problems.append(f"{where}: no content (template and src are rendered by the action plugin)")
+        elif not os.path.isabs(spec["dest"]):
+            problems.append(f"{where}: dest must be an absolute path")
+        elif os.path.isdir(spec["dest"]):
+            problems.append(f"{where}: dest is a directory")
+        elif not os.path.isdir(os.path.dirname(spec["dest"])) and not module.check_mode:
+            problems.append(f"{where}: the directory {os.path.dirname(spec['dest'])} does not exist")
+    if len({spec["dest"] for spec in files}) != len(files):
+        problems.append("the same dest is given twice")
+    if problems:  # before any file is written
+        module.fail_json(msg="; ".join(problems))
+
+    results, diffs = [], []
+    for spec in files:
+        if module.check_mode and not os.path.isdir(os.path.dirname(spec["dest"])):
+            changed = True  # its directory comes from an earlier task that check mode did not run
+            diff = {"before_header": spec["dest"], "after_header": spec["dest"], "before": "",
+                    "after": spec["content"]} if module._diff else None
+        else:
+            try:
+                changed, diff = _one_file(module, spec)
+            except OSError as error:
+                module.fail_json(msg=f"{spec['dest']}: {to_native(error.strerror or error)}",
+                                 files=results, changed=any(r["changed"] for r in results))
+        results.append({"dest": spec["dest"], "changed": changed})
+        if diff:
+            diffs.append(diff)
+    result = {"changed": any(r["changed"] for r in results), "files": results}
+    if diffs:
+        result["diff"] = diffs
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

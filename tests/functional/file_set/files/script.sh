@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "a script, copied as it is: {{ not templated }}"

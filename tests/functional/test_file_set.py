@@ -1,0 +1,113 @@
+"""selfhost.immich.file_set as ansible-playbook runs it (action plugin + module), on the controller.
+
+The lab and the molecule scenarios run it in every role; these tests pin what the roles rely on: templates render
+byte-identical to ansible.builtin.template, a re-run changes nothing, check mode writes nothing, a changed mode
+alone is a change, force=false keeps a made-once value, bad input fails before any file is written, and a
+file's content never reaches the output unless --diff asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent / "file_set"
+SECRET = "Fs9MarkerSecret"
+
+
+def play(tmp_path: Path, *extra: str, mode: str = "0640", secret: str = SECRET, playbook: Path = HERE / "play.yml",
+         fails: bool = False) -> str:
+    extra_vars = {"file_set_dir": str(tmp_path), "file_set_secret": secret, "file_set_mode": mode,
+                  "file_set_name": "selfhost"}
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_STDOUT_CALLBACK="default")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+         "-e", f"ansible_python_interpreter={sys.executable}", "-e", json.dumps(extra_vars), *extra, str(playbook)],
+        capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[2])
+    output = result.stdout + result.stderr
+    assert (result.returncode != 0) == fails, output
+    return output
+
+
+def recap(output: str) -> dict:
+    line = re.search(r"^localhost\s+:\s+(.*)$", output, re.M).group(1)
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
+
+
+def test_renders_like_template_and_reruns_with_no_change(tmp_path):
+    first = play(tmp_path)
+    assert recap(first)["changed"] == 2  # the set and the builtin comparison
+    ours, builtin = (tmp_path / "timer.unit").read_text(), (tmp_path / "builtin.unit").read_text()
+    assert ours.splitlines()[1:] == builtin.splitlines()[1:]  # line 1 names the template's path
+    assert "Kind=timer" in ours and "Line1" in ours
+    assert "Description=selfhost plain" in (tmp_path / "plain.unit").read_text()
+    assert (tmp_path / "script.sh").read_text().endswith("{{ not templated }}\"\n")
+    assert stat.S_IMODE((tmp_path / "plain.unit").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "script.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "secret").stat().st_mode) == 0o600
+    assert (tmp_path / "secret").read_text() == SECRET + "\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ansible-file-set-")]
+
+    again = play(tmp_path, "--diff")
+    assert recap(again)["changed"] == 0
+    assert '"changed": false' in again and "+++ after" not in again
+
+
+def test_check_mode_writes_nothing_and_reports_each_file(tmp_path):
+    output = play(tmp_path, "--check", "--diff")
+    assert recap(output)["changed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert output.count("+++ after: ") == 4
+    play(tmp_path)
+    (tmp_path / "plain.unit").write_text("edited by hand\n")
+    output = play(tmp_path, "--check", "--diff")
+    assert recap(output)["changed"] == 1 and "-edited by hand" in output
+    assert (tmp_path / "plain.unit").read_text() == "edited by hand\n"
+
+
+def test_mode_alone_is_a_change_and_force_false_keeps_the_content(tmp_path):
+    play(tmp_path)
+    output = play(tmp_path, "--diff", mode="0600", secret="another")
+    assert recap(output)["changed"] == 1
+    assert stat.S_IMODE((tmp_path / "plain.unit").stat().st_mode) == 0o600
+    assert "-mode: 0640\n+mode: 0600" in output, output
+    assert (tmp_path / "secret").read_text() == SECRET + "\n"  # force: false
+
+
+def test_content_stays_out_of_the_output_without_diff(tmp_path):
+    output = play(tmp_path, "-vvv")
+    assert SECRET not in output
+    (tmp_path / "secret").unlink()
+    output = play(tmp_path, "-vvv", "--check")
+    assert SECRET not in output
+
+
+@pytest.mark.parametrize("files, message", [
+    ([{"dest": "{{ file_set_dir }}/a", "content": "x", "template": "unit.j2"}], "exactly one of content"),
+    ([{"dest": "{{ file_set_dir }}/a", "content": "x", "mdoe": "0644"}], "unknown keys mdoe"),
+    ([{"dest": "{{ file_set_dir }}/a", "content": "x", "vars": {"a": 1}}], "vars only applies to a template"),
+    ([{"dest": "{{ file_set_dir }}/a", "template": "missing.j2"}], "missing.j2"),
+    ([{"dest": "{{ file_set_dir }}/a", "content": "x"}, {"dest": "relative", "content": "y"}], "absolute path"),
+    ([{"dest": "{{ file_set_dir }}/a", "content": "x"}, {"dest": "{{ file_set_dir }}/no/b", "content": "y"}],
+     "does not exist"),
+    ([{"dest": "{{ file_set_dir }}/a", "content": "x"}, {"dest": "{{ file_set_dir }}/a", "content": "y"}],
+     "the same dest is given twice"),
+])
+def test_bad_input_fails_before_any_file_is_written(tmp_path, files, message):
+    playbook = tmp_path / "bad.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "Bad set", "selfhost.immich.file_set": {"files": files}}]}]))
+    out = tmp_path / "out"
+    out.mkdir()
+    output = play(out, playbook=playbook, fails=True)
+    assert message in output, output
+    assert list(out.iterdir()) == []
+    assert "Traceback" not in output
