@@ -42,10 +42,10 @@ queue "ansible-lint" ansible-lint --offline
 queue "ansible-test sanity" bash tests/sanity/run.sh
 if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then
   queue "base images" bash tests/harness/wait-images.sh
-  # Longest first (fresh-machine minutes, stop 14: sshfs 16, traefik 14, restic 14, runpod 9, immich 7, docker 6,
-  # site 3); scenarios not named here follow in alphabetical order. `lab` is not a scenario: the end-to-end proof
+  # Longest first (fresh-machine minutes, stop 16: immich 18, restic 14, sshfs 14, lab 11, traefik 9, runpod 7,
+  # docker 5, site 2); scenarios not named here follow in alphabetical order. `lab` is not a scenario: the end-to-end proof
   # (tests/e2e: the README's first command, tests/lab/up.sh, from nothing, checked from outside, run twice).
-  order="sshfs_storagebox traefik restic lab runpod_endpoint immich docker site"
+  order="immich restic sshfs_storagebox lab traefik runpod_endpoint docker site"
   all=$(cd molecule && ls -d -- */ | tr -d /)
   for scenario in ${SELFHOST_SCENARIOS:-$order $(printf '%s\n' $all | grep -vxF -f <(printf '%s\n' $order))}; do
     if [[ $scenario == lab ]]; then

@@ -66,7 +66,9 @@ options:
         default: true
 attributes:
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    description:
+      - Indicates this has a corresponding action plugin so some parts of the options can be executed on the
+        controller.
     support: full
     details: The action plugin renders templates and reads sources on the controller.
   async:
