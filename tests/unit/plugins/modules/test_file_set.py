@@ -1,5 +1,5 @@
 """selfhost.immich.file_set's module in-process: what one call writes, and how (the action plugin is covered by
-tests/functional/test_file_set.py through ansible-playbook)."""
+tests/functional/test_file_set_playbook.py through ansible-playbook)."""
 
 from __future__ import annotations
 
