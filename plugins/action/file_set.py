@@ -15,9 +15,10 @@ from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
+from ansible_collections.selfhost.immich.plugins.modules.file_set import FILE_OPTIONS
 
 SOURCES = ("content", "template", "src")
-KEYS = frozenset(SOURCES + ("dest", "vars", "mode", "owner", "group", "force"))
+KEYS = frozenset(FILE_OPTIONS)  # one list of a file's keys: the module's argument spec
 
 
 class ActionModule(ActionBase):
@@ -54,7 +55,8 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(f"{where}: give exactly one of content, template and src")
         if spec.get("vars") is not None and "template" not in given:
             raise AnsibleActionFail(f"{where}: vars only applies to a template")
-        out = {key: spec[key] for key in ("dest", "mode", "owner", "group", "force") if spec.get(key) is not None}
+        # What the module writes with; the sources and vars are turned into content here.
+        out = {key: spec[key] for key in KEYS.difference(SOURCES, ("vars",)) if spec.get(key) is not None}
         if given == ["content"]:
             out["content"] = to_text(spec["content"])
             return out
