@@ -2,6 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of selfhost.immich.file_set: render and read every file on the controller, then one module call.
 
+The directories are passed through as they are (after a check of their keys); the module makes them before it
+writes the files.
+
 Templates are rendered as ansible.builtin.template renders them (same search path, trim_blocks, the template_*
 variables), so moving a task from template to file_set leaves the written files byte-identical.
 """
@@ -15,16 +18,17 @@ from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
-from ansible_collections.selfhost.immich.plugins.modules.file_set import FILE_OPTIONS
+from ansible_collections.selfhost.immich.plugins.modules.file_set import DIRECTORY_OPTIONS, FILE_OPTIONS
 
 SOURCES = ("content", "template", "src")
 KEYS = frozenset(FILE_OPTIONS)  # one list of a file's keys: the module's argument spec
+DIRECTORY_KEYS = frozenset(DIRECTORY_OPTIONS)  # and of a directory's
 
 
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("files",))
+    _VALID_ARGS = frozenset(("files", "directories"))
     _requires_connection = True
 
     def run(self, tmp=None, task_vars=None):
@@ -32,16 +36,38 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         files = self._task.args.get("files")
-        if not isinstance(files, list) or not files:
-            raise AnsibleActionFail("files must be a non-empty list of {dest, content|template|src, ...}")
+        directories = self._task.args.get("directories")
+        files = [] if files is None else files
+        directories = [] if directories is None else directories
+        if not isinstance(files, list):
+            raise AnsibleActionFail("files must be a list of {dest, content|template|src, ...}")
+        if not isinstance(directories, list):
+            raise AnsibleActionFail("directories must be a list of {path, mode, owner, group}")
+        if not files and not directories:
+            raise AnsibleActionFail("give at least one of files ({dest, content|template|src, ...}) and "
+                                    "directories ({path, mode, owner, group})")
+        for index, spec in enumerate(directories):
+            self._check_directory(index, spec)
         rendered = []
         for index, spec in enumerate(files):
             rendered.append(self._render(index, spec, task_vars))
+        module_args = {"files": rendered}
+        if directories:
+            module_args["directories"] = directories
         module_result = self._execute_module(module_name="selfhost.immich.file_set",
-                                             module_args={"files": rendered}, task_vars=task_vars)
+                                             module_args=module_args, task_vars=task_vars)
         module_result.pop("invocation", None)  # holds every file's content
         result.update(module_result)
         return result
+
+    @staticmethod
+    def _check_directory(index: int, spec: object) -> None:
+        if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
+            raise AnsibleActionFail(f"directories[{index}] must be a dict with a path")
+        unknown = sorted(set(spec) - DIRECTORY_KEYS)
+        if unknown:
+            raise AnsibleActionFail(f"directories[{index}] ({spec['path']}): unknown keys {', '.join(unknown)}; "
+                                    f"allowed: {', '.join(sorted(DIRECTORY_KEYS))}")
 
     def _render(self, index: int, spec: object, task_vars: dict) -> dict:
         if not isinstance(spec, dict) or not isinstance(spec.get("dest"), str):

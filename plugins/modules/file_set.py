@@ -6,11 +6,12 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: file_set
-short_description: Write several small text files on the host in one remote call
+short_description: Write several small text files (and make their directories) on the host in one remote call
 version_added: 0.2.0
 description:
-  - Makes each file of O(files) hold the given content with the given owner, group and mode. A file whose
-    content and attributes already match is not touched.
+  - Makes each directory of O(directories) exist with the given owner, group and mode, then each file of O(files)
+    hold the given content with the given owner, group and mode. A directory or file whose content and attributes
+    already match is not touched.
   - The action plugin of the same name renders O(files[].template) and reads O(files[].src) on the controller,
     so one task with N files is one remote call. M(ansible.builtin.template) and M(ansible.builtin.copy) make
     five remote round trips per file even when nothing changes (home directory, temporary directory, stat, file,
@@ -18,14 +19,41 @@ description:
   - A file is written to a temporary file in its own directory that already has the final owner, group and mode,
     then renamed over the destination, so no reader ever sees a partial file or a secret file with loose
     permissions.
-  - Only for text files (UTF-8). The directory of each file must exist (a missing one fails the task before any
-    file is written; in check mode it is reported as a file to create).
+  - Only for text files (UTF-8). The directory of each file must exist or be one of O(directories) (a missing one
+    fails the task before any file is written; in check mode it is reported as a file to create).
+  - At least one of O(files) and O(directories) must be non-empty. Everything is checked before anything is changed.
 options:
-  files:
-    description: The files to write, in order.
+  directories:
+    description:
+      - Directories to make, in order and before the files, like M(ansible.builtin.file) with C(state=directory).
+      - Unlike M(ansible.builtin.file), missing parents are not made. The parent of each directory must exist or be
+        an earlier entry of this list; otherwise, or when a path exists and is not a directory, the task fails before
+        anything is changed.
+      - In check mode nothing is made; a missing directory is reported as changed, and files in it as files to create.
     type: list
     elements: dict
-    required: true
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the directory on the host (a symbolic link to a directory is followed).
+        type: path
+        required: true
+      mode:
+        description:
+          - The directory's mode, octal as a string (V("0755")) or symbolic, as M(ansible.builtin.file) takes it.
+          - If not given, an existing directory keeps its mode and a new one gets the default (C(0777) less the umask).
+        type: raw
+      owner:
+        description: The directory's owner (name or uid). If not given, an existing directory keeps its owner.
+        type: str
+      group:
+        description: The directory's group (name or gid). If not given, an existing directory keeps its group.
+        type: str
+  files:
+    description: The files to write, in order, after O(directories).
+    type: list
+    elements: dict
+    default: []
     suboptions:
       dest:
         description: Absolute path of the file on the host.
@@ -77,11 +105,13 @@ attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
     support: full
-    details: Reports which files would change and, with diff, how; writes nothing.
+    details: Reports which directories and files would change and, with diff, how; makes and writes nothing.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-    details: One diff per changed file (content, or owner/group/mode). Use C(no_log) on a task with secrets.
+    details: >-
+      One diff per changed directory (state, or owner/group/mode) and per changed file (content, or owner/group/mode).
+      Use C(no_log) on a task with secrets.
   idempotent:
     description: A second run with the same options reports C(changed=false) and writes nothing.
     support: full
@@ -109,6 +139,20 @@ EXAMPLES = r"""
         mode: "0644"
   notify: Reload systemd units
 
+- name: Make the application's directories and write its configuration into them
+  selfhost.immich.file_set:
+    directories:
+      - path: /etc/app
+        owner: root
+        group: root
+        mode: "0755"
+      - path: /etc/app/conf.d  # its parent is the entry before
+        mode: "0750"
+    files:
+      - dest: /etc/app/conf.d/app.conf
+        template: app.conf.j2
+        mode: "0640"
+
 - name: Write the password file once
   selfhost.immich.file_set:
     files:
@@ -120,6 +164,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+directories:
+  description: Each directory's path and whether it changed (made, or its owner, group or mode set), in the order given.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"path": "/etc/app", "changed": true}]
 files:
   description: Each file's path and whether it changed, in the order given.
   returned: always
@@ -144,6 +194,13 @@ FILE_OPTIONS = dict(
     owner=dict(type="str"),
     group=dict(type="str"),
     force=dict(type="bool", default=True),
+)
+
+DIRECTORY_OPTIONS = dict(
+    path=dict(type="path", required=True),
+    mode=dict(type="raw"),
+    owner=dict(type="str"),
+    group=dict(type="str"),
 )
 
 
@@ -203,6 +260,59 @@ def _one_file(module: AnsibleModule, spec: dict) -> tuple[bool, dict | None]:
     return changed, diff
 
 
+def _directory_attributes(spec: dict) -> dict:
+    """The attributes given for a directory, as its diff shows them (an integer mode in octal, as file shows it)."""
+    given = {key: spec[key] for key in ("owner", "group", "mode") if spec[key] is not None}
+    if isinstance(given.get("mode"), int):
+        given["mode"] = f"{given['mode']:04o}"
+    return given
+
+
+def _one_directory(module: AnsibleModule, spec: dict, path: str) -> tuple[bool, dict | None]:
+    """``path``: the directory to make or set (a symbolic link given as ``spec["path"]`` already resolved)."""
+    b_path = to_bytes(path, errors="surrogate_or_strict")
+    attributes = {"path": path, "mode": spec["mode"], "owner": spec["owner"], "group": spec["group"],
+                  "secontext": [None, None, None], "attributes": None}
+    if not os.path.isdir(b_path):
+        diff = None
+        if module._diff:
+            diff = {"before_header": spec["path"], "after_header": spec["path"], "before": "state: absent\n",
+                    "after": "state: directory\n" + _attributes_text(_directory_attributes(spec))}
+        if not module.check_mode:
+            os.mkdir(b_path, 0o700)  # no wider than its final mode while it is made
+            if spec["mode"] is None:
+                os.chmod(b_path, 0o777 & ~_umask())  # as mkdir would without a mode
+            module.set_fs_attributes_if_different(attributes, True, expand=False)
+        return True, diff
+    attribute_diff: dict = {"before": {}, "after": {}}
+    changed = module.set_fs_attributes_if_different(attributes, False, diff=attribute_diff, expand=False)
+    diff = None
+    if changed and module._diff:
+        diff = {"before_header": spec["path"], "after_header": spec["path"],
+                "before": _attributes_text(attribute_diff["before"]),
+                "after": _attributes_text(attribute_diff["after"])}
+    return changed, diff
+
+
+def _check_directories(directories: list[dict]) -> tuple[list[str], list[str]]:
+    """The problems of O(directories), and the normalised path of each entry (a link to a directory resolved)."""
+    problems, paths = [], []
+    for index, spec in enumerate(directories):
+        where = f"directories[{index}] ({spec['path']})"
+        path = os.path.normpath(spec["path"]) if os.path.isabs(spec["path"]) else spec["path"]
+        if not os.path.isabs(path):
+            problems.append(f"{where}: path must be an absolute path")
+        elif path in paths:
+            problems.append(f"{where}: the same path is given twice")
+        elif os.path.lexists(path) and not os.path.isdir(path):
+            problems.append(f"{where}: {path} exists and is not a directory")
+        elif not os.path.isdir(os.path.dirname(path)) and os.path.dirname(path) not in paths:
+            problems.append(f"{where}: its parent directory {os.path.dirname(path)} does not exist and is not an "
+                            "earlier entry of directories (missing parents are not made)")
+        paths.append(path)
+    return problems, paths
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -211,27 +321,47 @@ def _umask() -> int:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(files=dict(type="list", elements="dict", required=True, options=FILE_OPTIONS)),
+        argument_spec=dict(
+            directories=dict(type="list", elements="dict", default=[], options=DIRECTORY_OPTIONS),
+            files=dict(type="list", elements="dict", default=[], options=FILE_OPTIONS),
+        ),
         supports_check_mode=True,
     )
-    files = module.params["files"]
-    problems = []
+    directories, files = module.params["directories"], module.params["files"]
+    if not directories and not files:
+        module.fail_json(msg="give at least one of files and directories")
+    problems, directory_paths = _check_directories(directories)
     for index, spec in enumerate(files):
         where = f"files[{index}] ({spec['dest']})"
         if spec["content"] is None:
             problems.append(f"{where}: no content (template and src are rendered by the action plugin)")
         elif not os.path.isabs(spec["dest"]):
             problems.append(f"{where}: dest must be an absolute path")
-        elif os.path.isdir(spec["dest"]):
+        elif os.path.isdir(spec["dest"]) or os.path.normpath(spec["dest"]) in directory_paths:
             problems.append(f"{where}: dest is a directory")
-        elif not os.path.isdir(os.path.dirname(spec["dest"])) and not module.check_mode:
+        elif (not os.path.isdir(os.path.dirname(spec["dest"])) and not module.check_mode
+              and os.path.normpath(os.path.dirname(spec["dest"])) not in directory_paths):
             problems.append(f"{where}: the directory {os.path.dirname(spec['dest'])} does not exist")
     if len({spec["dest"] for spec in files}) != len(files):
         problems.append("the same dest is given twice")
-    if problems:  # before any file is written
+    if problems:  # before any directory is made or file written
         module.fail_json(msg="; ".join(problems))
 
-    results, diffs = [], []
+    directory_results, results, diffs = [], [], []
+
+    def fail(message: str) -> None:
+        module.fail_json(msg=message, directories=directory_results, files=results,
+                         changed=any(r["changed"] for r in directory_results + results))
+
+    for index, spec in enumerate(directories):
+        path = directory_paths[index]
+        try:  # ansible.builtin.file's follow=true: a link to a directory stands for the directory
+            changed, diff = _one_directory(module, spec, os.path.realpath(path) if os.path.islink(path) else path)
+        except OSError as error:
+            fail(f"{spec['path']}: {to_native(error.strerror or error)}")
+        directory_results.append({"path": spec["path"], "changed": changed})
+        if diff:
+            diffs.append(diff)
     for spec in files:
         if module.check_mode and not os.path.isdir(os.path.dirname(spec["dest"])):
             changed = True  # its directory comes from an earlier task that check mode did not run
@@ -241,12 +371,12 @@ def main() -> None:
             try:
                 changed, diff = _one_file(module, spec)
             except OSError as error:
-                module.fail_json(msg=f"{spec['dest']}: {to_native(error.strerror or error)}",
-                                 files=results, changed=any(r["changed"] for r in results))
+                fail(f"{spec['dest']}: {to_native(error.strerror or error)}")
         results.append({"dest": spec["dest"], "changed": changed})
         if diff:
             diffs.append(diff)
-    result = {"changed": any(r["changed"] for r in results), "files": results}
+    result = {"changed": any(r["changed"] for r in directory_results + results), "directories": directory_results,
+              "files": results}
     if diffs:
         result["diff"] = diffs
     module.exit_json(**result)

@@ -3,7 +3,8 @@
 The lab and the molecule scenarios run it in every role; these tests pin what the roles rely on: templates render
 byte-identical to ansible.builtin.template, a re-run changes nothing, check mode writes nothing, a changed mode
 alone is a change, force=false keeps a made-once value, bad input fails before any file is written, and a
-file's content never reaches the output unless --diff asks for it.
+file's content never reaches the output unless --diff asks for it; directories are made before the files in them
+(none in check mode).
 """
 
 from __future__ import annotations
@@ -90,6 +91,25 @@ def test_content_stays_out_of_the_output_without_diff(tmp_path):
     assert SECRET not in output
 
 
+def test_directories_are_made_before_the_files_in_them_and_check_mode_makes_none(tmp_path):
+    playbook = HERE / "directories.yml"
+    output = play(tmp_path, "--check", "--diff", mode="0700", playbook=playbook)
+    assert recap(output)["changed"] == 1 and list(tmp_path.iterdir()) == []
+    assert output.count("-state: absent") == 2 and "+state: directory\n+mode: 0700" in output, output
+    assert output.count("+++ after: ") == 3  # two directories and the file in the second
+
+    output = play(tmp_path, "--diff", mode="0700", playbook=playbook)
+    assert recap(output)["changed"] == 1
+    assert stat.S_IMODE((tmp_path / "conf").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "conf" / "dynamic").stat().st_mode) == 0o750
+    assert "Description=selfhost plain" in (tmp_path / "conf" / "dynamic" / "plain.unit").read_text()
+
+    assert recap(play(tmp_path, playbook=playbook, mode="0700"))["changed"] == 0
+    output = play(tmp_path, "--check", "--diff", mode="0755", playbook=playbook)
+    assert recap(output)["changed"] == 1 and "-mode: 0700\n+mode: 0755" in output, output
+    assert stat.S_IMODE((tmp_path / "conf").stat().st_mode) == 0o700
+
+
 @pytest.mark.parametrize("files, message", [
     ([{"dest": "{{ file_set_dir }}/a", "content": "x", "template": "unit.j2"}], "exactly one of content"),
     ([{"dest": "{{ file_set_dir }}/a", "content": "x", "mdoe": "0644"}], "unknown keys mdoe"),
@@ -100,11 +120,16 @@ def test_content_stays_out_of_the_output_without_diff(tmp_path):
      "does not exist"),
     ([{"dest": "{{ file_set_dir }}/a", "content": "x"}, {"dest": "{{ file_set_dir }}/a", "content": "y"}],
      "the same dest is given twice"),
+    ({"directories": [{"path": "{{ file_set_dir }}/d", "mdoe": "0755"}]}, "unknown keys mdoe"),
+    ({"directories": [{"path": "{{ file_set_dir }}/d"}, {"path": "{{ file_set_dir }}/no/e"}],
+      "files": [{"dest": "{{ file_set_dir }}/d/a", "content": "x"}]}, "no does not exist and is not an earlier entry"),
+    ({"files": [], "directories": []}, "give at least one of files"),
 ])
 def test_bad_input_fails_before_any_file_is_written(tmp_path, files, message):
     playbook = tmp_path / "bad.yml"
+    args = files if isinstance(files, dict) else {"files": files}
     playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
-        {"name": "Bad set", "selfhost.immich.file_set": {"files": files}}]}]))
+        {"name": "Bad set", "selfhost.immich.file_set": args}]}]))
     out = tmp_path / "out"
     out.mkdir()
     output = play(out, playbook=playbook, fails=True)

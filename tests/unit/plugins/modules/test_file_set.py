@@ -4,6 +4,7 @@ tests/functional/test_file_set_playbook.py through ansible-playbook)."""
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 
 import pytest
@@ -105,3 +106,90 @@ def test_a_missing_directory_fails_before_any_file_is_written(run, tmp_path):
 def test_template_and_src_reach_the_module_only_through_the_action_plugin(run, tmp_path):
     result = run(file_set, {"files": [{"dest": str(tmp_path / "a"), "template": "a.j2"}]}, fails=True).result
     assert "no content (template and src are rendered by the action plugin)" in result["msg"]
+
+
+# directories: made in order before the files, like ansible.builtin.file state=directory without its missing parents.
+
+OWNER = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+
+def test_a_directory_is_made_with_its_mode_and_owner(run, tmp_path):
+    made = tmp_path / "app"
+    result = run(file_set, {"directories": [{"path": str(made), "mode": "0750", "owner": OWNER}]}).result
+    assert made.is_dir() and mode(made) == 0o750 and pwd.getpwuid(os.stat(made).st_uid).pw_name == OWNER
+    assert result["changed"] is True and result["directories"] == [{"path": str(made), "changed": True}]
+    assert result["files"] == []
+    assert result["diff"] == [{"before_header": str(made), "after_header": str(made), "before": "state: absent\n",
+                               "after": f"state: directory\nmode: 0750\nowner: {OWNER}\n"}]
+
+
+def test_an_existing_directory_with_another_mode_is_changed(run, tmp_path):
+    existing = tmp_path / "app"
+    existing.mkdir()
+    existing.chmod(0o755)
+    inode = os.stat(existing).st_ino
+    result = run(file_set, {"directories": [{"path": str(existing), "mode": "0700"}]}).result
+    assert result["changed"] is True and mode(existing) == 0o700 and os.stat(existing).st_ino == inode
+    assert result["diff"] == [{"before_header": str(existing), "after_header": str(existing),
+                               "before": "mode: 0755\n", "after": "mode: 0700\n"}]
+
+
+def test_a_matching_directory_is_not_changed_and_attributes_not_given_are_left_alone(run, tmp_path):
+    existing = tmp_path / "app"
+    existing.mkdir()
+    existing.chmod(0o750)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other").chmod(0o701)
+    result = run(file_set, {"directories": [{"path": str(existing), "mode": "0750"},
+                                            {"path": str(tmp_path / "other") + "/"}]}).result
+    assert result["changed"] is False and "diff" not in result
+    assert [d["changed"] for d in result["directories"]] == [False, False]
+    assert mode(tmp_path / "other") == 0o701
+
+
+def test_check_mode_makes_no_directory_and_reports_the_files_in_it(run, tmp_path):
+    args = {"directories": [{"path": str(tmp_path / "a"), "mode": "0700"}, {"path": str(tmp_path / "a" / "b")}],
+            "files": [{"dest": str(tmp_path / "a" / "b" / "f"), "content": "f\n"}]}
+    result = run(file_set, args, check_mode=True).result
+    assert list(tmp_path.iterdir()) == []
+    assert result["changed"] is True
+    assert [d["changed"] for d in result["directories"]] == [True, True] and result["files"][0]["changed"] is True
+    assert [(d["before"], d["after"]) for d in result["diff"]] == [
+        ("state: absent\n", "state: directory\nmode: 0700\n"), ("state: absent\n", "state: directory\n"), ("", "f\n")]
+
+
+def test_a_missing_parent_fails_before_anything_is_made_or_written(run, tmp_path):
+    args = {"directories": [{"path": str(tmp_path / "a")}, {"path": str(tmp_path / "no" / "b")}],
+            "files": [{"dest": str(tmp_path / "f"), "content": "f\n"}]}
+    result = run(file_set, args, fails=True).result
+    assert result["msg"] == (f"directories[1] ({tmp_path / 'no' / 'b'}): its parent directory {tmp_path / 'no'} does "
+                             "not exist and is not an earlier entry of directories (missing parents are not made)")
+    assert list(tmp_path.iterdir()) == []
+    # Nor in check mode, which would otherwise predict a run that fails.
+    assert "does not exist" in run(file_set, args, check_mode=True, fails=True).result["msg"]
+
+
+def test_a_file_in_the_way_fails_before_anything_is_changed(run, tmp_path):
+    (tmp_path / "in-the-way").write_text("x\n")
+    args = {"directories": [{"path": str(tmp_path / "a")}, {"path": str(tmp_path / "in-the-way"), "mode": "0700"}],
+            "files": [{"dest": str(tmp_path / "f"), "content": "f\n"}]}
+    result = run(file_set, args, fails=True).result
+    assert result["msg"] == f"directories[1] ({tmp_path / 'in-the-way'}): {tmp_path / 'in-the-way'} exists and is " \
+                            "not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in-the-way"]
+    assert (tmp_path / "in-the-way").read_text() == "x\n"
+
+
+def test_a_file_goes_into_a_directory_made_by_the_same_call(run, tmp_path):
+    args = {"directories": [{"path": str(tmp_path / "conf"), "mode": "0700"}],
+            "files": [{"dest": str(tmp_path / "conf" / "app.env"), "content": "KEY=1\n", "mode": "0600"}]}
+    result = run(file_set, args).result
+    assert (tmp_path / "conf" / "app.env").read_text() == "KEY=1\n" and mode(tmp_path / "conf") == 0o700
+    assert result["directories"] == [{"path": str(tmp_path / "conf"), "changed": True}]
+    assert result["files"] == [{"dest": str(tmp_path / "conf" / "app.env"), "changed": True}]
+    again = run(file_set, args).result
+    assert again["changed"] is False
+
+
+def test_nothing_to_do_is_an_error(run):
+    assert run(file_set, {}, fails=True).result["msg"] == "give at least one of files and directories"
