@@ -22,7 +22,8 @@ from ansible_collections.selfhost.immich.plugins.modules.file_set import DIRECTO
 
 SOURCES = ("content", "template", "src")
 KEYS = frozenset(FILE_OPTIONS)  # one list of a file's keys: the module's argument spec
-DIRECTORY_KEYS = frozenset(DIRECTORY_OPTIONS)  # and of a directory's
+# Each list's naming key and allowed keys (a directory's are passed to the module as they are).
+ENTRIES = {"files": ("dest", KEYS), "directories": ("path", frozenset(DIRECTORY_OPTIONS))}
 
 
 class ActionModule(ActionBase):
@@ -47,7 +48,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("give at least one of files ({dest, content|template|src, ...}) and "
                                     "directories ({path, mode, owner, group})")
         for index, spec in enumerate(directories):
-            self._check_directory(index, spec)
+            self._where("directories", index, spec)
         rendered = []
         for index, spec in enumerate(files):
             rendered.append(self._render(index, spec, task_vars))
@@ -61,21 +62,20 @@ class ActionModule(ActionBase):
         return result
 
     @staticmethod
-    def _check_directory(index: int, spec: object) -> None:
-        if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
-            raise AnsibleActionFail(f"directories[{index}] must be a dict with a path")
-        unknown = sorted(set(spec) - DIRECTORY_KEYS)
+    def _where(kind: str, index: int, spec: object) -> str:
+        """Where an entry of files or directories is, for messages, once its shape and keys are checked."""
+        name_key, allowed = ENTRIES[kind]
+        if not isinstance(spec, dict) or not isinstance(spec.get(name_key), str):
+            raise AnsibleActionFail(f"{kind}[{index}] must be a dict with a {name_key}")
+        where = f"{kind}[{index}] ({spec[name_key]})"
+        unknown = sorted(set(spec) - allowed)
         if unknown:
-            raise AnsibleActionFail(f"directories[{index}] ({spec['path']}): unknown keys {', '.join(unknown)}; "
-                                    f"allowed: {', '.join(sorted(DIRECTORY_KEYS))}")
+            raise AnsibleActionFail(f"{where}: unknown keys {', '.join(unknown)}; "
+                                    f"allowed: {', '.join(sorted(allowed))}")
+        return where
 
     def _render(self, index: int, spec: object, task_vars: dict) -> dict:
-        if not isinstance(spec, dict) or not isinstance(spec.get("dest"), str):
-            raise AnsibleActionFail(f"files[{index}] must be a dict with a dest")
-        where = f"files[{index}] ({spec['dest']})"
-        unknown = sorted(set(spec) - KEYS)
-        if unknown:
-            raise AnsibleActionFail(f"{where}: unknown keys {', '.join(unknown)}; allowed: {', '.join(sorted(KEYS))}")
+        where = self._where("files", index, spec)
         given = [key for key in SOURCES if spec.get(key) is not None]
         if len(given) != 1:
             raise AnsibleActionFail(f"{where}: give exactly one of content, template and src")
