@@ -15,7 +15,9 @@ from ansible_collections.selfhost.immich.tests.unit.utils.role_checks import Che
 
 # --- immich
 IMMICH_SENTINEL = "SentinelDbPassword0123456789"
-IMMICH_VALID = {"immich_domain": "photos.example.org"}
+IMMICH_ADMIN_SENTINEL = "SentinelAdminPass-77e1"
+IMMICH_VALID = {"immich_domain": "photos.example.org", "immich_admin_email": "admin@example.org",
+                "immich_admin_password": IMMICH_ADMIN_SENTINEL}
 IMMICH_VALID_CASES = {
     "valid": {
         **IMMICH_VALID,
@@ -23,8 +25,10 @@ IMMICH_VALID_CASES = {
         "immich_config_overrides": {"machineLearning": {"clip": {"modelName": "ViT-B-16__openai"}},
                                     "oauth": {"enabled": False}, "ffmpeg": {"acceptedVideoCodecs": ["h264"]}},
     },
+    # The explicit opt-out: no admin created by the role (the sign-up stays refused at Traefik).
+    "admin-opt-out": {"immich_domain": "photos.example.org", "immich_admin_create": False},
 }  # fmt: skip
-IMMICH_SECRETS = [IMMICH_SENTINEL]
+IMMICH_SECRETS = [IMMICH_SENTINEL, IMMICH_ADMIN_SENTINEL]
 # case -> (overrides of IMMICH_VALID, text the failure must contain); None leaves the variable unset.
 IMMICH_BAD = {
     "no-domain": (
@@ -75,9 +79,29 @@ IMMICH_BAD = {
         "value of immich_pull_policy must be one of",
     ),
     "admin-half": (
-        {"immich_admin_email": "admin@example.org"},
-        "Set both immich_admin_email",
+        {"immich_admin_password": None},
+        "immich_admin_email and immich_admin_password (vault) are required",
     ),
+    # The security issue: no admin means a fresh instance anyone can claim.
+    "admin-missing": (
+        {"immich_admin_email": None, "immich_admin_password": None},
+        "immich_admin_email and immich_admin_password (vault) are required",
+    ),
+    "admin-password-newline": ({"immich_admin_password": IMMICH_ADMIN_SENTINEL + "\n"}, "without surrounding whitespace"),
+    "admin-email-not-an-address": ({"immich_admin_email": "admin"}, "immich_admin_email and immich_admin_password"),
+    "admin-name-newline": ({"immich_admin_name": "Admin\nx"}, "one-line immich_admin_name"),
+    "version-newline": ({"immich_version": "v3.3.1\n"}, "is not supported"),
+    "domain-newline": ({"immich_domain": "photos.example.org\n"}, "is not a fully qualified"),
+    "db-password-newline": ({"immich_db_password": IMMICH_SENTINEL + "\n"}, "may only contain A-Z, a-z and 0-9"),
+    "project-dir-root": ({"immich_project_dir": "/"}, "immich_project_dir '/' is not a usable path"),
+    "local-dir-etc": ({"immich_local_dir": "/etc"}, "immich_local_dir '/etc' is not a usable path"),
+    "project-dir-up": ({"immich_project_dir": "/opt/../etc"}, "immich_project_dir '/opt/../etc' is not a usable path"),
+    "local-dir-newline": ({"immich_local_dir": "/var/lib/immich\nX=1"}, "immich_local_dir"),
+    "upload-relative": ({"immich_upload_location": "mnt/box"}, "immich_upload_location 'mnt/box' is not a usable"),
+    "timezone-newline": ({"immich_timezone": "Etc/UTC\nDB_PASSWORD=x"}, "immich_timezone"),
+    "db-user-newline": ({"immich_db_username": "postgres\nX=1"}, "immich_db_username"),
+    "db-name-space": ({"immich_db_database_name": "im mich"}, "immich_db_database_name 'im mich' is malformed"),
+    "shm-size": ({"immich_db_shm_size": "lots"}, "immich_db_shm_size 'lots' is malformed"),
     "smtp": (
         {"immich_smtp_enabled": True},
         "needs immich_smtp_host and immich_smtp_from",
