@@ -151,6 +151,25 @@ def test_https_is_verified_against_pebble_and_only_against_it(first):
     assert subprocess.run(ping, capture_output=True, check=False).returncode == 60
 
 
+@pytest.mark.parametrize("path", ["/api/auth/admin-sign-up", "/API/auth/admin-sign-up/"])
+def test_the_admin_sign_up_is_refused_through_traefik(first, path):
+    """The security issue: nobody claims the instance from outside, whatever Immich itself would answer."""
+    address = subprocess.run(
+        ["docker", "inspect", "--format", '{{(index .NetworkSettings.Networks "immich-lab").IPAddress}}', SERVER],
+        capture_output=True, text=True, check=True).stdout.strip()
+    answer = subprocess.run(
+        ["curl", "--silent", "--output", "/dev/null", "--write-out", "%{http_code}", "--resolve",
+         f"{DOMAIN}:443:{address}", "--cacert", str(LAB_DIR / "pebble-root.pem"), "-X", "POST",
+         "-H", "Content-Type: application/json", "--data", '{"email":"x@example.org","name":"x","password":"x"}',
+         f"https://{DOMAIN}{path}"], capture_output=True, text=True, check=False)
+    assert answer.stdout == "403", answer.stderr
+    # Immich itself, on loopback, still knows the route (and refuses it: the role made the admin already).
+    direct = out(SERVER, "curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' "
+                         "--data '{\"email\":\"x@example.org\",\"name\":\"x\",\"password\":\"x\"}' "
+                         "http://127.0.0.1:2283/api/auth/admin-sign-up")
+    assert direct == "400"
+
+
 def test_cli_upload_lands_byte_identical_on_the_box(first):
     assert first.upload_task() == "changed"
     digest = out(SERVER, "sha256sum /root/lab-photos/lab-photo.jpg").split()[0]
