@@ -272,6 +272,17 @@ def test_no_secret_in_any_output_of_the_first_run(first):
     assert_no_secret(first.outputs())
 
 
+def test_no_secret_in_the_servers_journal_or_in_a_file_others_can_read(first):
+    """The security issue: modules log their arguments to the target's journal (file_set's contents once did), and
+    a secret file must never be readable by others. The whole journal of the server and every file under the
+    stack's configuration directories that others may read are searched for every lab secret."""
+    journal = out(SERVER, "journalctl --no-pager -o cat")
+    assert len(journal.splitlines()) > 100  # the journal of a converged server, not an empty answer
+    readable = out(SERVER, "find /opt/immich /etc/traefik /etc/selfhost-immich /etc/selfhost-restic /etc/systemd/system "
+                           "-type f -perm -o=r -print0 2>/dev/null | xargs -0 -r cat")
+    assert_no_secret({"the server's journal": journal, "a file others can read": readable})
+
+
 def test_check_diff_on_the_converged_server_reports_no_change(first):
     result = subprocess.run(
         ["ansible-playbook", "-i", "inventories/lab", "site.yml", "--check", "--diff"], cwd=REPO, capture_output=True,
