@@ -17,7 +17,8 @@ log() { printf '[harness %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 t0=$(date +%s)
 
 # 1. Debian packages --------------------------------------------------------------------------
-packages=(docker.io qemu-user-static binfmt-support debootstrap iproute2 e2fsprogs openssh-client sshpass curl)
+packages=(docker.io qemu-user-static binfmt-support debootstrap iproute2 e2fsprogs openssh-client sshpass curl
+  postgresql)  # postgresql: a throwaway cluster for the Immich double's functional tests
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

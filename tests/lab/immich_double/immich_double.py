@@ -13,14 +13,31 @@ the ``immich`` role orchestrates, behaving as Immich v3 does (FACTS §1):
   ``DB_PASSWORD``, ``DB_DATABASE_NAME``, ``REDIS_HOSTNAME``, ...) and keeps users, API keys and assets in
   Postgres; it refuses to start when either is unreachable;
 - **API** (``/api``): ``GET /server/ping``, ``/server/version``, ``/server/config``, ``/server/media-types``,
-  ``/users/me``, ``/api-keys/me``; ``POST /auth/admin-sign-up``, ``/auth/login``, ``/api-keys``,
-  ``/assets/bulk-upload-check`` and ``/assets`` (v3 multipart: ``assetData``, ``fileCreatedAt``,
-  ``fileModifiedAt``; ``deviceId``/``deviceAssetId`` are refused as in v3); ``/.well-known/immich``;
+  ``/users/me``, ``/api-keys/me``, ``/assets/{id}``, ``/assets/{id}/original``; ``POST /auth/admin-sign-up``,
+  ``/auth/login``, ``/api-keys``, ``/assets/bulk-upload-check``, ``/search/metadata`` and ``/assets`` (v3
+  multipart: ``assetData``, ``fileCreatedAt``, ``fileModifiedAt``, optional ``filename``, ``duration``,
+  ``isFavorite``, ``visibility``, ``sidecarData``); ``/.well-known/immich``;
+- **request validation** as Immich's (``ValidationPipe({transform: true, whitelist: true})`` in
+  ``server/src/app.module.ts``, no ``forbidNonWhitelisted``): unknown JSON and multipart fields are dropped,
+  not refused (so the ``deviceId``/``deviceAssetId`` that v3 removed, which older clients such as Home
+  Assistant's aioimmich still send, are ignored); a missing or malformed required field is a 400; an unexpected
+  *file* field is a 400 (multer's ``Unexpected field``), so is a file type Immich does not take;
+- **uploads** as Immich stores them: the body is streamed (Content-Length or chunked) to a temporary file
+  beside the final one, SHA-1 computed on the way, fsynced and renamed into place; the asset row is inserted
+  only after the rename, and the unique (owner, checksum) index decides duplicates (HTTP 200,
+  ``{"status": "duplicate", "id": <existing>}``, the new file removed; also straight away when the
+  ``x-immich-checksum`` header names a known asset). A failed write (ENOSPC, ENOTCONN of a dead SSHFS mount,
+  a client gone mid-body) leaves neither the temporary nor the final file and no row, and answers 500; a file
+  that cannot be removed then (a dead mount) is removed by a retry every 10 s once it can;
 - **storage**: the original goes to ``<media>/upload/<userId>/<xx>/<yy>/<assetId>.<ext>``, a thumbnail
   (a small placeholder file, not an image) to ``<media>/thumbs/<userId>/<xx>/<yy>/<assetId>-thumbnail.webp``;
 - **machine learning**: for each asset it asks the ``machineLearning.urls`` in order (``GET /ping`` as the
   availability check, then Immich's multipart ``POST /predict`` for the CLIP visual embedding) and uses the
   first that answers, trying the next on failure. ``GET /_double/ml`` reports the attempts.
+
+Test hook (tests only, never set in the lab): ``IMMICH_DOUBLE_TEST_FAIL_UPLOAD_WRITE=<ERRNO name>:<bytes>``
+makes the write of an upload fail with that errno once ``<bytes>`` bytes are on disk (``ENOTCONN:65536`` is
+what a dead SSHFS mount does mid-file); ``<ERRNO name>:rename`` makes the rename into place fail.
 
 Standard library plus psycopg2 and PyYAML (Debian's python3-psycopg2, python3-yaml).
 """
@@ -28,11 +45,14 @@ Standard library plus psycopg2 and PyYAML (Debian's python3-psycopg2, python3-ya
 from __future__ import annotations
 
 import base64
+import binascii
+import errno
 import hashlib
 import json
 import os
 import re
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -40,12 +60,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from email.parser import BytesParser
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg2
+import psycopg2.errors
 import yaml
 
 MEDIA = Path(os.environ.get("IMMICH_MEDIA_LOCATION", "/data"))
@@ -55,6 +77,10 @@ VERSION_FILE = Path("/etc/immich-double-version")
 IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".heic", ".webp", ".gif", ".tif", ".tiff", ".dng"]
 VIDEO_TYPES = [".mp4", ".mov", ".webm"]
 ML_ATTEMPTS: list[dict] = []
+CHUNK = 64 * 1024
+FIELD_LIMIT = 1024 * 1024  # busboy's default fieldSize: a larger text field is refused
+JSON_LIMIT = 10 * 1024 * 1024
+VISIBILITIES = ("archive", "timeline", "hidden", "locked")
 
 
 class StartupError(Exception):
@@ -136,6 +162,17 @@ CREATE TABLE IF NOT EXISTS tokens (token text PRIMARY KEY, user_id uuid NOT NULL
   id uuid NOT NULL, name text NOT NULL DEFAULT '', created_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS assets (id uuid PRIMARY KEY, owner_id uuid NOT NULL, checksum text NOT NULL,
   original_path text NOT NULL, thumbnail_path text NOT NULL, file_created_at text, ml_url text);
+ALTER TABLE assets ADD COLUMN IF NOT EXISTS file_modified_at text;
+ALTER TABLE assets ADD COLUMN IF NOT EXISTS original_file_name text NOT NULL DEFAULT '';
+ALTER TABLE assets ADD COLUMN IF NOT EXISTS is_favorite boolean NOT NULL DEFAULT false;
+ALTER TABLE assets ADD COLUMN IF NOT EXISTS visibility text NOT NULL DEFAULT 'timeline';
+ALTER TABLE assets ADD COLUMN IF NOT EXISTS duration text;
+ALTER TABLE assets ADD COLUMN IF NOT EXISTS sidecar_path text;
+ALTER TABLE assets ADD COLUMN IF NOT EXISTS size bigint NOT NULL DEFAULT 0;
+ALTER TABLE assets ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE assets ALTER COLUMN thumbnail_path SET DEFAULT '';
+-- Immich's UQ_assets_owner_checksum: the database, not a look-up before the write, decides a duplicate.
+CREATE UNIQUE INDEX IF NOT EXISTS assets_owner_checksum ON assets (owner_id, checksum);
 """
 
 
@@ -239,9 +276,234 @@ class Api:
         return None
 
 
+class BadRequest(Exception):
+    """A request Immich refuses with 400 (validation, multer, body-parser)."""
+
+
+class Truncated(Exception):
+    """The client went away before the end of the body (busboy's "Unexpected end of form")."""
+
+
+class BodyReader:
+    """The request body, Content-Length or chunked, read in pieces; a short body raises Truncated."""
+
+    def __init__(self, rfile, headers) -> None:
+        self.rfile = rfile
+        self.chunked = headers.get("Transfer-Encoding", "").lower() == "chunked"
+        try:
+            self.remaining = 0 if self.chunked else int(headers.get("Content-Length") or 0)
+        except ValueError:
+            self.remaining = 0
+        self.chunk_left, self.done = 0, False
+
+    def _read(self, size: int) -> bytes:
+        try:
+            data = self.rfile.read(size)
+        except OSError as error:  # reset by the peer, or the socket timeout
+            raise Truncated(str(error)) from error
+        if len(data) < size:
+            raise Truncated("the connection closed before the end of the body")
+        return data
+
+    def _line(self) -> bytes:
+        try:
+            line = self.rfile.readline(1024)
+        except OSError as error:
+            raise Truncated(str(error)) from error
+        if not line.endswith(b"\n"):
+            raise Truncated("the connection closed inside a chunk header")
+        return line
+
+    def read(self, size: int = CHUNK) -> bytes:
+        if self.done:
+            return b""
+        if not self.chunked:
+            if self.remaining <= 0:
+                self.done = True
+                return b""
+            data = self._read(min(size, self.remaining))
+            self.remaining -= len(data)
+            return data
+        if self.chunk_left == 0:
+            try:
+                length = int(self._line().split(b";")[0].strip(), 16)
+            except ValueError as error:
+                self.done = True
+                raise BadRequest("malformed chunked body") from error
+            if length == 0:
+                while self._line().strip():  # trailers
+                    pass
+                self.done = True
+                return b""
+            self.chunk_left = length
+        data = self._read(min(size, self.chunk_left))
+        self.chunk_left -= len(data)
+        if self.chunk_left == 0 and self._line().strip():
+            raise BadRequest("malformed chunked body")
+        return data
+
+    def read_all(self, limit: int) -> bytes:
+        parts, size = [], 0
+        while chunk := self.read():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest("request entity too large")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def drain(self) -> None:
+        while self.read():
+            pass
+
+
+class Part:
+    def __init__(self, form: Multipart, raw_headers: bytes) -> None:
+        headers = BytesHeaderParser(policy=HTTP).parsebytes(raw_headers.strip(b"\r\n") + b"\r\n\r\n")
+        self.form = form
+        self.name = headers.get_param("name", header="content-disposition")
+        self.filename = headers.get_filename()
+        self.done = False
+
+    def chunks(self):
+        """The part's content in pieces, up to the next boundary."""
+        form = self.form
+        while not self.done:
+            found = form.buffer.find(form.delimiter)
+            if found >= 0:
+                data, form.buffer = form.buffer[:found], form.buffer[found + len(form.delimiter) :]
+                self.done = True
+                if data:
+                    yield data
+                return
+            safe = len(form.buffer) - len(form.delimiter) + 1
+            if safe > 0:
+                yield form.buffer[:safe]
+                form.buffer = form.buffer[safe:]
+            if not form.fill():
+                raise Truncated("the body ended inside a part")
+
+    def text(self) -> str:
+        data = b""
+        for chunk in self.chunks():
+            data += chunk
+            if len(data) > FIELD_LIMIT:
+                raise BadRequest(f"Field value too long: {self.name}")
+        return data.decode("utf-8", "replace")
+
+
+class Multipart:
+    """A streaming multipart/form-data reader (what busboy does for multer): parts one after the other."""
+
+    def __init__(self, reader: BodyReader, boundary: str) -> None:
+        self.reader = reader
+        self.delimiter = b"\r\n--" + boundary.encode()
+        self.buffer = b"\r\n"  # the first boundary has no CRLF before it
+
+    def fill(self) -> bool:
+        data = self.reader.read()
+        self.buffer += data
+        return bool(data)
+
+    def parts(self):
+        while (found := self.buffer.find(self.delimiter)) < 0:
+            self.buffer = self.buffer[-len(self.delimiter) :]
+            if not self.fill():
+                raise BadRequest("Multipart: Boundary not found")
+        self.buffer = self.buffer[found + len(self.delimiter) :]
+        while True:
+            while len(self.buffer) < 2:
+                if not self.fill():
+                    raise Truncated("Unexpected end of form")
+            if self.buffer.startswith(b"--"):
+                self.reader.drain()  # the epilogue
+                return
+            while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+                if len(self.buffer) > 16 * 1024:
+                    raise BadRequest("Malformed part header")
+                if not self.fill():
+                    raise Truncated("Unexpected end of form")
+            raw, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+            part = Part(self, raw)
+            yield part
+            for _ in part.chunks():  # whatever the caller left unread
+                pass
+
+
+def injected_fault() -> tuple[int, str] | None:
+    """IMMICH_DOUBLE_TEST_FAIL_UPLOAD_WRITE=<ERRNO>:<bytes>|rename (tests only): where an upload's write fails."""
+    setting = os.environ.get("IMMICH_DOUBLE_TEST_FAIL_UPLOAD_WRITE", "")
+    if not setting:
+        return None
+    name, _, where = setting.partition(":")
+    return getattr(errno, name), where or "0"
+
+
+def rename(source: Path, target: Path) -> None:
+    fault = injected_fault()
+    if fault and fault[1] == "rename":
+        raise OSError(fault[0], os.strerror(fault[0]), str(source))
+    os.rename(source, target)
+
+
+PENDING_REMOVALS: set[Path] = set()
+PENDING_LOCK = threading.Lock()
+
+
+def remove_files(paths) -> None:
+    """Remove what a failed upload left; what cannot be removed now (a dead mount) is retried later."""
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            log(f"could not remove {path} ({error}); retrying every 10 s")
+            with PENDING_LOCK:
+                PENDING_REMOVALS.add(path)
+
+
+def retry_removals() -> None:
+    while True:
+        time.sleep(10)
+        with PENDING_LOCK:
+            pending = list(PENDING_REMOVALS)
+        for path in pending:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                continue
+            log(f"removed {path}")
+            with PENDING_LOCK:
+                PENDING_REMOVALS.discard(path)
+
+
+def iso_date(value: str | None, name: str) -> str:
+    """Immich's @ValidateDate: a date the server can parse, answered back as ISO 8601 UTC."""
+    if not value:
+        raise BadRequest(f"{name} must be a Date instance")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError as error:
+        raise BadRequest(f"{name} must be a Date instance") from error
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_checksum(value: str) -> str | None:
+    """Immich's fromChecksum: a SHA-1 as 40 hex digits or base64; answered as hex here (None if neither)."""
+    value = (value or "").strip()
+    if re.fullmatch(r"[0-9a-fA-F]{40}", value):
+        return value.lower()
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 20 else None
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "immich-double"
+    timeout = 300  # Node's requestTimeout: a client that stalls mid-body is cut off, as by a disconnect
     api: Api
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
@@ -252,30 +514,48 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except OSError:  # the client is gone
+            self.close_connection = True
 
     def error(self, status: int, message: str) -> None:
-        self.send(status, {"message": message, "statusCode": status, "correlationId": uuid.uuid4().hex})
+        self.correlation_id = uuid.uuid4().hex
+        self.send(status, {"message": message, "statusCode": status, "correlationId": self.correlation_id})
 
-    def body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0], 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        self.send_header("X-Correlation-ID", self.__dict__.pop("correlation_id", None) or uuid.uuid4().hex)
+
+    def reader(self) -> BodyReader:
+        return BodyReader(self.rfile, self.headers)
+
+    def skip_body(self) -> None:
+        """Read a body nobody wants, so that the connection can serve the next request; else close it."""
+        try:
+            self.reader().drain()
+        except (Truncated, BadRequest):
+            self.close_connection = True
 
     def json_body(self) -> dict:
+        """Express's body parser, then the DTO: JSON that is not an object is a 400; unknown keys are ignored."""
         try:
-            value = json.loads(self.body() or b"{}")
-        except ValueError:
-            value = None
-        return value if isinstance(value, dict) else {}
+            raw = self.reader().read_all(JSON_LIMIT)
+        except Truncated as error:
+            self.close_connection = True
+            raise BadRequest("request aborted") from error
+        if not raw.strip():
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError as error:
+            raise BadRequest(f"Unexpected token in JSON: {error}") from error
+        if not isinstance(value, dict):
+            raise BadRequest("The request body must be a JSON object")
+        return value
 
     def authenticated_user(self) -> str | None:
         token = self.headers.get("x-api-key")
@@ -321,26 +601,33 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(
                 200, {"id": str(uuid.uuid4()), "name": "cli", "permissions": ["all"], "createdAt": "", "updatedAt": ""}
             )
+        if match := re.fullmatch(r"/api/assets/([0-9a-fA-F-]{36})(/original)?", path):
+            return self.get_asset(user_id, match.group(1), original=bool(match.group(2)))
         return self.error(404, f"Cannot GET {path}")
 
     def do_POST(self) -> None:  # noqa: N802 - BaseHTTPRequestHandler's name
         path = self.path.split("?")[0]
-        if path == "/api/auth/admin-sign-up":
-            return self.admin_sign_up(self.json_body())
-        if path == "/api/auth/login":
-            return self.login(self.json_body())
-        user_id = self.authenticated_user()
-        if user_id is None:
-            self.body()
-            return self.error(401, "Authentication required")
-        if path == "/api/api-keys":
-            return self.create_api_key(user_id, self.json_body())
-        if path == "/api/assets/bulk-upload-check":
-            return self.bulk_upload_check(user_id, self.json_body())
-        if path == "/api/assets":
-            return self.upload(user_id)
-        self.body()
-        return self.error(404, f"Cannot POST {path}")
+        try:
+            if path == "/api/auth/admin-sign-up":
+                return self.admin_sign_up(self.json_body())
+            if path == "/api/auth/login":
+                return self.login(self.json_body())
+            user_id = self.authenticated_user()
+            if user_id is None:
+                self.skip_body()
+                return self.error(401, "Authentication required")
+            if path == "/api/api-keys":
+                return self.create_api_key(user_id, self.json_body())
+            if path == "/api/assets/bulk-upload-check":
+                return self.bulk_upload_check(user_id, self.json_body())
+            if path == "/api/search/metadata":
+                return self.search_metadata(user_id, self.json_body())
+            if path == "/api/assets":
+                return self.upload(user_id)
+            self.skip_body()
+            return self.error(404, f"Cannot POST {path}")
+        except BadRequest as error:
+            return self.error(400, str(error))
 
     def admin_sign_up(self, dto: dict) -> None:
         if not all(isinstance(dto.get(key), str) and dto[key] for key in ("email", "name", "password")):
@@ -355,9 +642,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send(201, self.api.user(user_id))
 
     def login(self, dto: dict) -> None:
+        if not all(isinstance(dto.get(key), str) and dto[key] for key in ("email", "password")):
+            return self.error(400, "email and password are required")
         rows = self.api.query(
             "SELECT id, name, is_admin FROM users WHERE email = %s AND password_sha256 = %s",
-            (str(dto.get("email", "")).lower(), hashlib.sha256(str(dto.get("password", "")).encode()).hexdigest()),
+            (dto["email"].lower(), hashlib.sha256(dto["password"].encode()).hexdigest()),
         )
         if not rows:
             return self.error(401, "Incorrect email or password")
@@ -381,75 +670,289 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     def create_api_key(self, user_id: str, dto: dict) -> None:
+        # APIKeyCreateDto: permissions (required, at least one), name (optional).
+        permissions = dto.get("permissions")
+        if not (isinstance(permissions, list) and permissions and all(isinstance(p, str) for p in permissions)):
+            return self.error(400, "permissions must be a non-empty array of permissions")
+        if not isinstance(dto.get("name", ""), str):
+            return self.error(400, "name must be a string")
         # As Immich makes them (its crypto repository's randomBytesAsText: base64 of 32 random bytes without the
         # non-word characters): letters and digits only. A urlsafe token may start with "-", which a CLI reads as
         # an option (`immich login <url> -abc…` failed once in 64 runs of the lab).
         secret = re.sub(r"\W", "", base64.b64encode(secrets.token_bytes(32)).decode())
         key_id = str(uuid.uuid4())
+        name = dto.get("name") or "API Key"
         self.api.query(
             "INSERT INTO tokens (token, user_id, kind, id, name) VALUES (%s, %s, 'api-key', %s, %s)",
-            (hashlib.sha256(secret.encode()).hexdigest(), user_id, key_id, dto.get("name", "API Key")),
+            (hashlib.sha256(secret.encode()).hexdigest(), user_id, key_id, name),
         )
-        key = {
-            "id": key_id,
-            "name": dto.get("name", "API Key"),
-            "permissions": dto.get("permissions", ["all"]),
-            "createdAt": "",
-            "updatedAt": "",
-        }
+        key = {"id": key_id, "name": name, "permissions": permissions, "createdAt": "", "updatedAt": ""}
         self.send(201, {**key, "apiKey": key, "secret": secret})
 
     def bulk_upload_check(self, user_id: str, dto: dict) -> None:
+        assets = dto.get("assets")
+        if not isinstance(assets, list) or not all(
+            isinstance(asset, dict) and isinstance(asset.get("id"), str) and isinstance(asset.get("checksum"), str)
+            for asset in assets
+        ):
+            return self.error(400, "assets must be an array of {id, checksum}")
         results = []
-        for asset in dto.get("assets", []):
+        for asset in assets:
             rows = self.api.query(
-                "SELECT id FROM assets WHERE owner_id = %s AND checksum = %s", (user_id, asset.get("checksum", ""))
+                "SELECT id FROM assets WHERE owner_id = %s AND checksum = %s",
+                (user_id, from_checksum(asset["checksum"]) or ""),
             )
             if rows:
                 results.append(
-                    {"id": asset.get("id"), "action": "reject", "reason": "duplicate", "assetId": str(rows[0][0])}
+                    {
+                        "id": asset["id"],
+                        "action": "reject",
+                        "reason": "duplicate",
+                        "assetId": str(rows[0][0]),
+                        "isTrashed": False,
+                    }
                 )
             else:
-                results.append({"id": asset.get("id"), "action": "accept"})
+                results.append({"id": asset["id"], "action": "accept"})
         self.send(200, {"results": results})
 
-    def upload(self, user_id: str) -> None:
-        content_type = self.headers.get("Content-Type", "")
-        if not content_type.startswith("multipart/form-data"):
-            self.body()
-            return self.error(400, "multipart/form-data expected")
-        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + self.body())
-        fields, files = {}, {}
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            if part.get_filename() is not None:
-                files[name] = (part.get_filename(), part.get_payload(decode=True) or b"")
-            else:
-                fields[name] = (part.get_payload(decode=True) or b"").decode()
-        removed = [name for name in ("deviceId", "deviceAssetId") if name in fields]
-        if removed or "assetData" not in files or not all(fields.get(k) for k in ("fileCreatedAt", "fileModifiedAt")):
-            return self.error(
-                400, f"invalid upload: need assetData, fileCreatedAt, fileModifiedAt; removed in v3: {removed}"
-            )
-        filename, data = files["assetData"]
-        checksum = hashlib.sha1(data).hexdigest()  # noqa: S324 - Immich identifies assets by SHA-1
+    ASSET_COLUMNS = (
+        "id, owner_id, checksum, original_path, original_file_name, file_created_at, file_modified_at,"
+        " is_favorite, visibility, duration, updated_at"
+    )
+
+    def asset_dto(self, row: tuple) -> dict:
+        """Immich's AssetResponseDto (the fields a client reads; no deviceId/deviceAssetId since v3)."""
+        (asset_id, owner_id, checksum, path, name, created, modified, favorite, visibility, duration, updated) = row
+        kind = "VIDEO" if Path(path).suffix.lower() in VIDEO_TYPES else "IMAGE"
+        return {
+            "id": str(asset_id),
+            "ownerId": str(owner_id),
+            "type": kind,
+            "checksum": base64.b64encode(bytes.fromhex(checksum)).decode(),
+            "originalPath": path,
+            "originalFileName": name or Path(path).name,
+            "originalMimeType": "application/octet-stream",
+            "fileCreatedAt": created,
+            "fileModifiedAt": modified or created,
+            "localDateTime": created,
+            "updatedAt": updated.isoformat(),
+            "isFavorite": favorite,
+            "isArchived": visibility == "archive",
+            "isTrashed": False,
+            "isOffline": False,
+            "visibility": visibility,
+            "duration": duration or "0:00:00.00000",
+            "hasMetadata": False,
+            "resized": True,
+            "thumbhash": None,
+            "people": [],
+            "livePhotoVideoId": None,
+            "duplicateId": None,
+        }
+
+    def get_asset(self, user_id: str, asset_id: str, original: bool) -> None:
+        rows = self.api.query(
+            f"SELECT {self.ASSET_COLUMNS} FROM assets WHERE owner_id = %s AND id = %s",  # noqa: S608 - constant
+            (user_id, asset_id),
+        )
+        if not rows:
+            return self.error(400, "Not found or no asset.read access")
+        if not original:
+            return self.send(200, self.asset_dto(rows[0]))
+        data = Path(rows[0][3]).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def search_metadata(self, user_id: str, dto: dict) -> None:
+        """POST /search/metadata (MetadataSearchDto): the filters the double knows, newest first, paged."""
+        page, size = dto.get("page", 1), dto.get("size", 250)
+        if not (isinstance(page, int) and page >= 1 and isinstance(size, int) and 1 <= size <= 1000):
+            return self.error(400, "page must be >= 1, size between 1 and 1000")
+        where, args = ["owner_id = %s"], [user_id]
+        if isinstance(dto.get("isFavorite"), bool):
+            where.append("is_favorite = %s")
+            args.append(dto["isFavorite"])
+        if isinstance(dto.get("visibility"), str):
+            where.append("visibility = %s")
+            args.append(dto["visibility"])
+        if isinstance(dto.get("id"), str):
+            where.append("id::text = %s")
+            args.append(dto["id"])
+        if isinstance(dto.get("checksum"), str):
+            where.append("checksum = %s")
+            args.append(from_checksum(dto["checksum"]) or "")
+        if isinstance(dto.get("originalFileName"), str):
+            where.append("original_file_name ILIKE %s")
+            args.append(f"%{dto['originalFileName']}%")
+        rows = self.api.query(
+            f"SELECT {self.ASSET_COLUMNS} FROM assets WHERE {' AND '.join(where)}"  # noqa: S608 - fixed clauses
+            " ORDER BY file_created_at DESC, id LIMIT %s OFFSET %s",
+            (*args, size + 1, (page - 1) * size),
+        )
+        items = [self.asset_dto(row) for row in rows[:size]]
+        self.send(
+            200,
+            {
+                "albums": {"total": 0, "count": 0, "items": [], "facets": []},
+                "assets": {
+                    "total": len(items),
+                    "count": len(items),
+                    "items": items,
+                    "facets": [],
+                    "nextPage": str(page + 1) if len(rows) > size else None,
+                },
+            },
+        )
+
+    def duplicate_of(self, user_id: str, checksum: str) -> str | None:
         rows = self.api.query("SELECT id FROM assets WHERE owner_id = %s AND checksum = %s", (user_id, checksum))
-        if rows:
-            return self.send(200, {"id": str(rows[0][0]), "status": "duplicate"})
+        return str(rows[0][0]) if rows else None
+
+    def upload(self, user_id: str) -> None:
+        """POST /assets as Immich takes it: stream to a temporary file, rename into place, then the row."""
+        # AssetUploadInterceptor: a known checksum in the header answers before the body is looked at.
+        header = from_checksum(self.headers.get("x-immich-checksum", ""))
+        if header and (existing := self.duplicate_of(user_id, header)):
+            self.skip_body()
+            return self.send(200, {"id": existing, "status": "duplicate"})
+        content_type = self.headers.get_content_type()
+        boundary = self.headers.get_param("boundary")
+        if content_type != "multipart/form-data" or not boundary:
+            self.skip_body()
+            return self.error(400, "assetData, fileCreatedAt and fileModifiedAt are required (multipart/form-data)")
         asset_id = str(uuid.uuid4())
+        folder = MEDIA / "upload" / user_id / asset_id[:2] / asset_id[2:4]
+        left: list[Path] = []  # every file this upload made, removed unless the row is committed
+        try:
+            fields, files = self.receive(Multipart(self.reader(), boundary), folder, asset_id, left)
+            created = iso_date(fields.get("fileCreatedAt"), "fileCreatedAt")
+            modified = iso_date(fields.get("fileModifiedAt"), "fileModifiedAt")
+            if "assetData" not in files:
+                raise BadRequest("assetData is required")
+            if fields.get("isFavorite", "false") not in ("true", "false"):
+                raise BadRequest("isFavorite must be a boolean value")
+            if fields.get("visibility", "timeline") not in VISIBILITIES:
+                raise BadRequest(f"visibility must be one of: {', '.join(VISIBILITIES)}")
+            name, temp, checksum, size = files["assetData"]
+            original_name = fields.get("filename") or name or ""
+            extension = Path(original_name).suffix.lower()
+            if extension not in IMAGE_TYPES + VIDEO_TYPES:  # canUploadFile
+                raise BadRequest(f"Unsupported file type {original_name}")
+            original = folder / f"{asset_id}{extension}"
+            rename(temp, original)
+            left.append(original)
+            sidecar = None
+            if "sidecarData" in files:
+                sidecar = folder / f"{asset_id}.xmp"
+                rename(files["sidecarData"][1], sidecar)
+                left.append(sidecar)
+            try:
+                self.api.query(
+                    "INSERT INTO assets (id, owner_id, checksum, original_path, original_file_name, file_created_at,"
+                    " file_modified_at, is_favorite, visibility, duration, sidecar_path, size)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        asset_id,
+                        user_id,
+                        checksum,
+                        str(original),
+                        Path(original_name).name,
+                        created,
+                        modified,
+                        fields.get("isFavorite") == "true",
+                        fields.get("visibility", "timeline"),
+                        fields.get("duration") or None,
+                        str(sidecar) if sidecar else None,
+                        size,
+                    ),
+                )
+            except psycopg2.errors.UniqueViolation:
+                # handleUploadError: the new file goes, the answer is a success naming the asset already there.
+                remove_files(left)
+                left.clear()
+                return self.send(200, {"id": self.duplicate_of(user_id, checksum), "status": "duplicate"})
+            left.clear()  # committed: the asset is the file and its row
+        except BadRequest as error:
+            remove_files(left)
+            self.close_connection = True
+            return self.error(400, str(error))
+        except Truncated as error:
+            remove_files(left)
+            self.close_connection = True
+            log(f"upload {asset_id} aborted: {error}")
+            return self.error(500, "Internal server error")
+        except (OSError, psycopg2.Error) as error:
+            remove_files(left)
+            self.close_connection = True
+            log(f"upload {asset_id} failed: {error}")
+            return self.error(500, "Internal server error")
+        try:
+            self.derived_files(asset_id, user_id, original)
+        except psycopg2.Error as error:
+            log(f"jobs of {asset_id} failed: {error}")
+        self.send(201, {"id": asset_id, "status": "created"})
+
+    def receive(self, form: Multipart, folder: Path, asset_id: str, left: list[Path]) -> tuple[dict, dict]:
+        """The parts of the form: text fields (all kept, only the known ones read) and the files, spooled."""
+        fields: dict[str, str] = {}
+        files: dict[str, tuple[str | None, Path, str, int]] = {}
+        for part in form.parts():
+            if part.filename is None:
+                fields[part.name] = part.text()
+                continue
+            if part.name not in ("assetData", "sidecarData") or part.name in files:
+                raise BadRequest(f"Unexpected field: {part.name}")  # multer's LIMIT_UNEXPECTED_FILE
+            files[part.name] = (part.filename, *self.spool(part, folder, f".{asset_id}.{part.name}.tmp", left))
+        return fields, files
+
+    def spool(self, part: Part, folder: Path, name: str, left: list[Path]) -> tuple[Path, str, int]:
+        """Write a file part to <folder>/<name> as it arrives, SHA-1 on the way, flushed to disk."""
+        fault = injected_fault()
+        limit = int(fault[1]) if fault and fault[1].isdigit() else None
+        folder.mkdir(parents=True, exist_ok=True)
+        temp = folder / name
+        left.append(temp)
+        digest = hashlib.sha1()  # noqa: S324 - Immich identifies assets by SHA-1
+        size = 0
+        with open(temp, "xb") as file:
+            for chunk in part.chunks():
+                digest.update(chunk)
+                if fault and limit is not None and size + len(chunk) > limit:
+                    file.write(chunk[: max(limit - size, 0)])
+                    file.flush()
+                    raise OSError(fault[0], os.strerror(fault[0]), str(temp))
+                file.write(chunk)
+                size += len(chunk)
+            file.flush()
+            try:
+                os.fsync(file.fileno())
+            except OSError as error:
+                if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.ENOSYS):
+                    raise
+        return temp, digest.hexdigest(), size
+
+    def derived_files(self, asset_id: str, user_id: str, original: Path) -> None:
+        """The jobs Immich queues after an upload (thumbnail, smart search); a failure there keeps the asset."""
         shard = Path(user_id) / asset_id[:2] / asset_id[2:4]
-        original = MEDIA / "upload" / shard / f"{asset_id}{Path(fields.get('filename') or filename).suffix.lower()}"
         thumbnail = MEDIA / "thumbs" / shard / f"{asset_id}-thumbnail.webp"
-        original.parent.mkdir(parents=True, exist_ok=True)
-        original.write_bytes(data)
-        thumbnail.parent.mkdir(parents=True, exist_ok=True)
-        thumbnail.write_bytes(b"immich-double thumbnail of " + base64.b64encode(hashlib.sha256(data).digest()))
+        try:
+            data = original.read_bytes()
+            thumbnail.parent.mkdir(parents=True, exist_ok=True)
+            temp = thumbnail.with_name(f".{thumbnail.name}.tmp")
+            temp.write_bytes(b"immich-double thumbnail of " + base64.b64encode(hashlib.sha256(data).digest()))
+            os.rename(temp, thumbnail)
+        except OSError as error:
+            log(f"thumbnail of {asset_id} failed: {error}")
+            return
         ml_url = self.api.smart_search(asset_id, data)
         self.api.query(
-            "INSERT INTO assets VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (asset_id, user_id, checksum, str(original), str(thumbnail), fields["fileCreatedAt"], ml_url),
+            "UPDATE assets SET thumbnail_path = %s, ml_url = %s, updated_at = now() WHERE id = %s",
+            (str(thumbnail), ml_url, asset_id),
         )
-        self.send(201, {"id": asset_id, "status": "created"})
 
 
 def main() -> None:
@@ -467,6 +970,9 @@ def main() -> None:
         log(f"ImmichStartupError: {error}")
         sys.exit(1)
     Handler.api = Api(db, config, version)
+    threading.Thread(target=retry_removals, name="retry-removals", daemon=True).start()
+    # As PID 1 of its container Python would ignore `docker stop`'s SIGTERM (and be killed 10 s later).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = ThreadingHTTPServer(
         (os.environ.get("IMMICH_HOST", "0.0.0.0"), int(os.environ.get("IMMICH_PORT", "2283"))), Handler
     )  # noqa: S104

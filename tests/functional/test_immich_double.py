@@ -1,0 +1,371 @@
+"""The Immich server TEST DOUBLE (tests/lab/immich_double) behaves as Immich does where a fault shows it.
+
+The double runs as a subprocess on 127.0.0.1 with a real PostgreSQL server (a throwaway cluster of the
+machine's PostgreSQL, started here) and a temporary media directory, and is driven by:
+- Home Assistant's Immich client ``aioimmich`` (PyPI), a second real client of the upload path: it still
+  sends ``deviceId``/``deviceAssetId``, which Immich's request validation strips (whitelist) - the upload
+  must be created, stored byte-identical, listed by ``POST /search/metadata``, and a second upload of the
+  same bytes is the duplicate answer with the first id and no second file;
+- faults: a real ENOSPC (a tmpfs too small for the upload mounted on ``<media>/upload``), an ENOTCONN mid-file
+  (what a dead SSHFS mount does; the double's test hook), and a client that disconnects mid-body. Each must
+  answer 5xx where the client is still there and leave no file (temporary or final) and no database row.
+The Redis the double pings at start is a one-line PONG responder: the double keeps nothing there.
+IMMICH_DOUBLE_IMAGE=<tag of tests/lab/images/Dockerfile's immich-double target> runs the double from its lab
+image instead (Debian's Python and python3-psycopg2; docker run on the host network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2 (requirements.txt) runs the double's database client")
+
+REPO = Path(__file__).resolve().parents[2]
+DOUBLE = REPO / "tests" / "lab" / "immich_double" / "immich_double.py"
+IMAGE = os.environ.get("IMMICH_DOUBLE_IMAGE")
+ADMIN = {"email": "admin@example.test", "name": "Admin", "password": "Double-Admin-Pass-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def postgres_bin() -> Path | None:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists() and (candidate / "postgres").exists():
+            return candidate
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (as the postgres user when the tests run as root)."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.fail("no PostgreSQL server on this machine: install the Debian package postgresql "
+                    "(tests/harness/setup.sh does)")
+    base = Path(tempfile.mkdtemp(prefix="immich-double-pg-", dir="/tmp"))
+    data, port = base / "data", free_port()
+    data.mkdir()
+    as_user: dict = {}
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        os.chmod(base, 0o755)
+        shutil.chown(data, "postgres", "postgres")
+        as_user = {"user": "postgres", "group": "postgres", "extra_groups": []}
+    subprocess.run(
+        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"],
+        check=True,
+        capture_output=True,
+        **as_user,
+    )
+    server = subprocess.Popen(
+        [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(data)]
+        + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **as_user,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres").close()
+                break
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield port
+    finally:
+        server.send_signal(signal.SIGINT)  # fast shutdown
+        server.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis_pong():
+    """Answers the double's start-up PING (the double keeps nothing in Redis)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                with contextlib.suppress(OSError):
+                    connection.recv(64)
+                    connection.sendall(b"+PONG\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+class Double:
+    def __init__(self, url: str, media: Path, db: dict, process: subprocess.Popen, log: Path) -> None:
+        self.url, self.media, self.db, self.process, self.log = url, media, db, process, log
+        self.key = ""
+
+    def rows(self) -> list[tuple]:
+        with contextlib.closing(psycopg2.connect(**self.db)) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT id::text, checksum, original_path FROM assets")
+            return cursor.fetchall()
+
+    def files(self) -> list[Path]:
+        """Every file under <media>/upload but the mount-check marker."""
+        return sorted(p for p in (self.media / "upload").rglob("*") if p.is_file() and p.name != ".immich")
+
+    def admin_key(self) -> str:
+        requests.post(f"{self.url}/api/auth/admin-sign-up", json=ADMIN, timeout=10).raise_for_status()
+        login = requests.post(f"{self.url}/api/auth/login", json=ADMIN, timeout=10)
+        token = login.json()["accessToken"]
+        answer = requests.post(
+            f"{self.url}/api/api-keys",
+            json={"name": "test", "permissions": ["all"]},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert answer.status_code == 201, answer.text
+        self.key = answer.json()["secret"]
+        return self.key
+
+
+@pytest.fixture
+def start_double(postgres, redis_pong, tmp_path):
+    """start_double(media=None, **env): the double on a fresh database and media directory."""
+    started: list[subprocess.Popen] = []
+
+    def start(media: Path | None = None, **env: str) -> Double:
+        media = media or tmp_path / "media"
+        media.mkdir(exist_ok=True)
+        name = f"immich_{uuid.uuid4().hex[:12]}"
+        admin = {"host": "127.0.0.1", "port": postgres, "user": "postgres", "dbname": "postgres"}
+        with contextlib.closing(psycopg2.connect(**admin)) as connection:
+            connection.autocommit = True
+            connection.cursor().execute(f"CREATE DATABASE {name}")
+        config = tmp_path / "immich.json"
+        config.write_text(json.dumps({"machineLearning": {"enabled": False}}))
+        port = free_port()
+        settings = {
+            "IMMICH_MEDIA_LOCATION": str(media),
+            "IMMICH_CONFIG_FILE": str(config),
+            "IMMICH_HOST": "127.0.0.1",
+            "IMMICH_PORT": str(port),
+            "DB_HOSTNAME": "127.0.0.1",
+            "DB_PORT": str(postgres),
+            "DB_USERNAME": "postgres",
+            "DB_DATABASE_NAME": name,
+            "REDIS_HOSTNAME": "127.0.0.1",
+            "REDIS_PORT": str(redis_pong),
+            **env,
+        }
+        log = tmp_path / f"double-{port}.log"
+        command = [sys.executable, str(DOUBLE)]
+        if IMAGE:
+            environment = [f"-e{key}={value}" for key, value in settings.items()]
+            command = ["docker", "run", "--rm", "--network=host", "-v", f"{tmp_path}:{tmp_path}", *environment, IMAGE]
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, env={**os.environ, **settings}, stdout=out, stderr=out)
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/api/server/ping", timeout=2).json() == {"res": "pong"}:
+                    break
+            except requests.RequestException:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        return Double(url, media, {**admin, "dbname": name}, process, log)
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def multipart(fields: dict[str, str], filename: str, data: bytes, boundary: str = "double-test-boundary") -> bytes:
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    )
+    body += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="assetData"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return body + data + f"\r\n--{boundary}--\r\n".encode()
+
+
+DATES = {"fileCreatedAt": "2026-11-30T10:00:00.000Z", "fileModifiedAt": "2026-11-30T10:00:00.000Z"}
+
+
+def upload(double: Double, fields: dict[str, str], filename: str, data: bytes, **headers: str) -> requests.Response:
+    return requests.post(
+        f"{double.url}/api/assets",
+        data=multipart(fields, filename, data),
+        headers={
+            "x-api-key": double.key,
+            "Content-Type": "multipart/form-data; boundary=double-test-boundary",
+            **headers,
+        },
+        timeout=30,
+    )
+
+
+def test_aioimmich_upload_is_stored_byte_identical_listed_and_a_second_one_is_the_duplicate(start_double, tmp_path):
+    aiohttp = pytest.importorskip("aiohttp")
+    aioimmich = pytest.importorskip("aioimmich", reason="aioimmich (requirements.txt): Home Assistant's client")
+    double = start_double()
+    key = double.admin_key()
+    photo = tmp_path / "IMG_0001.jpg"
+    photo.write_bytes(os.urandom(300 * 1024))  # several chunks of aioimmich's 64 KiB file sender
+
+    async def client():
+        async with aiohttp.ClientSession() as session:
+            immich = aioimmich.Immich(session, key, "127.0.0.1", int(double.url.rsplit(":", 1)[1]), use_ssl=False)
+            await immich.async_setup()
+            first = await immich.assets.async_upload_asset(str(photo))
+            second = await immich.assets.async_upload_asset(str(photo))
+            listed = await immich.search.async_get_all()
+            return first, second, listed
+
+    first, second, listed = asyncio.run(client())
+    assert first.status == "created"
+    assert (second.status, second.asset_id) == ("duplicate", first.asset_id)
+    assert [asset.asset_id for asset in listed] == [first.asset_id]
+    asset = listed[0]
+    assert asset.original_file_name == "IMG_0001.jpg"
+    assert asset.checksum == base64.b64encode(hashlib.sha1(photo.read_bytes()).digest()).decode()  # noqa: S324
+    assert Path(asset.original_path).read_bytes() == photo.read_bytes()
+    assert double.files() == [Path(asset.original_path)]  # one file: no second copy, no temporary left
+    assert len(double.rows()) == 1
+
+
+def test_unknown_fields_are_ignored_and_missing_required_fields_refused(start_double):
+    double = start_double()
+    double.admin_key()
+    data = os.urandom(4096)
+    # Immich's ValidationPipe strips what its DTO does not declare (whitelist, no forbidNonWhitelisted).
+    extra = {**DATES, "deviceId": "old-client", "deviceAssetId": "old-client-1", "somethingNew": "x"}
+    created = upload(double, extra, "a.jpg", data)
+    assert created.status_code == 201, created.text
+    headers = {"x-api-key": double.key}
+    key = requests.post(
+        f"{double.url}/api/api-keys",
+        json={"name": "k", "permissions": ["all"], "unknownField": True},
+        headers=headers,
+        timeout=10,
+    )
+    assert key.status_code == 201, key.text
+    # The header check answers a known checksum before reading the body (AssetUploadInterceptor).
+    checksum = hashlib.sha1(data).hexdigest()  # noqa: S324
+    again = upload(double, DATES, "a.jpg", data, **{"x-immich-checksum": checksum})
+    assert (again.status_code, again.json()) == (200, {"id": created.json()["id"], "status": "duplicate"})
+
+    # Required fields are still required: 400, and the file that came with the form is not kept.
+    for fields in ({"fileModifiedAt": DATES["fileModifiedAt"]}, {**DATES, "fileCreatedAt": "yesterday"}):
+        refused = upload(double, fields, "b.jpg", os.urandom(4096))
+        assert refused.status_code == 400, refused.text
+    assert upload(double, DATES, "notes.txt", b"text").status_code == 400  # canUploadFile
+    login = requests.post(f"{double.url}/api/auth/login", json={"email": ADMIN["email"]}, timeout=10)
+    assert login.status_code == 400
+    check = requests.post(f"{double.url}/api/assets/bulk-upload-check", json={}, headers=headers, timeout=10)
+    assert check.status_code == 400
+    no_permissions = requests.post(f"{double.url}/api/api-keys", json={"name": "k"}, headers=headers, timeout=10)
+    assert no_permissions.status_code == 400
+    assert len(double.files()) == 1 and len(double.rows()) == 1
+
+
+def assert_nothing_left(double: Double) -> None:
+    assert double.files() == []
+    assert double.rows() == []
+
+
+@pytest.fixture
+def small_upload_disk(tmp_path):
+    """<media>/upload on a 256 KiB tmpfs (torn down after start_double's processes, which it precedes)."""
+    media = tmp_path / "media"
+    (media / "upload").mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "immich-double-test", str(media / "upload")],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    yield media
+    subprocess.run(["umount", str(media / "upload")], check=True)
+
+
+def test_enospc_mid_write_answers_500_and_leaves_no_file_and_no_row(small_upload_disk, start_double):
+    double = start_double(small_upload_disk)
+    double.admin_key()
+    answer = upload(double, DATES, "big.jpg", os.urandom(1024 * 1024))  # 1 MiB into 256 KiB
+    assert answer.status_code == 500, answer.text
+    assert_nothing_left(double)
+    assert "No space left on device" in double.log.read_text()
+    # The space the failed write took is free again: a photo that fits is taken.
+    small = upload(double, DATES, "small.jpg", os.urandom(64 * 1024))
+    assert small.status_code == 201, small.text
+    assert len(double.files()) == 1 and len(double.rows()) == 1
+
+
+@pytest.mark.parametrize("where", ["65536", "rename"], ids=["mid-file", "at-the-rename"])
+def test_dead_mount_enotconn_answers_500_and_leaves_no_file_and_no_row(start_double, where):
+    """ENOTCONN (a dead SSHFS mount) in the middle of the file, or when the file is renamed into place: the row
+    is only written after the rename, so neither leaves one."""
+    double = start_double(IMMICH_DOUBLE_TEST_FAIL_UPLOAD_WRITE=f"ENOTCONN:{where}")
+    double.admin_key()
+    answer = upload(double, DATES, "photo.jpg", os.urandom(256 * 1024))
+    assert answer.status_code == 500, answer.text
+    assert_nothing_left(double)
+    assert "Transport endpoint is not connected" in double.log.read_text()
+
+
+def test_client_disconnecting_mid_body_leaves_no_file_and_no_row(start_double):
+    double = start_double()
+    double.admin_key()
+    body = multipart(DATES, "photo.jpg", os.urandom(1024 * 1024))
+    head = (
+        "POST /api/assets HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"x-api-key: {double.key}\r\nContent-Type: multipart/form-data; boundary=double-test-boundary\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    host, port = double.url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(head + body[: len(body) // 2])
+        # The double streams the file to a temporary file as it arrives: wait until that exists.
+        deadline = time.monotonic() + 10
+        while not double.files():
+            assert time.monotonic() < deadline, "no temporary file while the body was arriving"
+            time.sleep(0.05)
+        assert all(path.name.endswith(".tmp") for path in double.files())
+    deadline = time.monotonic() + 10
+    while double.files() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert_nothing_left(double)
+    assert requests.get(f"{double.url}/api/server/ping", timeout=5).json() == {"res": "pong"}
