@@ -369,3 +369,16 @@ def test_client_disconnecting_mid_body_leaves_no_file_and_no_row(start_double):
         time.sleep(0.1)
     assert_nothing_left(double)
     assert requests.get(f"{double.url}/api/server/ping", timeout=5).json() == {"res": "pong"}
+
+
+def test_logout_ends_the_session_and_keeps_the_api_key(start_double):
+    """The immich role logs in to check that the instance is its own, then logs out (no session piles up)."""
+    double = start_double()
+    key = double.admin_key()
+    token = requests.post(f"{double.url}/api/auth/login", json=ADMIN, timeout=10).json()["accessToken"]
+    session = {"Authorization": f"Bearer {token}"}
+    assert requests.get(f"{double.url}/api/users/me", headers=session, timeout=10).status_code == 200
+    answer = requests.post(f"{double.url}/api/auth/logout", headers=session, timeout=10)
+    assert (answer.status_code, answer.json()["successful"]) == (200, True)
+    assert requests.get(f"{double.url}/api/users/me", headers=session, timeout=10).status_code == 401
+    assert requests.get(f"{double.url}/api/users/me", headers={"x-api-key": key}, timeout=10).status_code == 200

@@ -616,6 +616,8 @@ class Handler(BaseHTTPRequestHandler):
             if user_id is None:
                 self.skip_body()
                 return self.error(401, "Authentication required")
+            if path == "/api/auth/logout":
+                return self.logout()
             if path == "/api/api-keys":
                 return self.create_api_key(user_id, self.json_body())
             if path == "/api/assets/bulk-upload-check":
@@ -628,6 +630,15 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(404, f"Cannot POST {path}")
         except BadRequest as error:
             return self.error(400, str(error))
+
+    def logout(self) -> None:
+        # As Immich's AuthController.logout: 200, the session (not an API key) is deleted.
+        self.skip_body()
+        authorization = self.headers.get("Authorization", "")
+        if authorization.startswith("Bearer "):
+            self.api.query("DELETE FROM tokens WHERE token = %s AND kind = 'session'",
+                           (hashlib.sha256(authorization[7:].encode()).hexdigest(),))
+        self.send(200, {"successful": True, "redirectUri": "/auth/login?autoLaunch=0"})
 
     def admin_sign_up(self, dto: dict) -> None:
         if not all(isinstance(dto.get(key), str) and dto[key] for key in ("email", "name", "password")):
