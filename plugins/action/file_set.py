@@ -5,20 +5,29 @@
 The directories are passed through as they are (after a check of their keys); the module makes them before it
 writes the files.
 
-Templates are rendered as ansible.builtin.template renders them (same search path, trim_blocks, the template_*
-variables), so moving a task from template to file_set leaves the written files byte-identical.
+Templates are rendered as ansible.builtin.template renders them in the running ansible-core (same search path,
+trim_blocks, the template_* variables), through public APIs only, so moving a task from template to file_set leaves
+the written files byte-identical, on every ansible-core that meta/runtime.yml allows (2.17 and later).
 """
 
 from __future__ import annotations
 
 import os
 
-from ansible._internal._templating import _template_vars
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible.template import trust_as_template
+from ansible.template import generate_ansible_template_vars
 from ansible_collections.selfhost.immich.plugins.modules.file_set import DIRECTORY_OPTIONS, FILE_OPTIONS
+
+try:  # ansible-core 2.19 and later: only text trusted as a template is rendered
+    from ansible.template import trust_as_template
+except ImportError:  # 2.17 and 2.18: every string is a template
+    trust_as_template = None
+try:  # 2.17 and 2.18, whose template action names the environment (2.19 has no such class here)
+    from ansible.template import AnsibleEnvironment
+except ImportError:
+    AnsibleEnvironment = None
 
 SOURCES = ("content", "template", "src")
 KEYS = frozenset(FILE_OPTIONS)  # one list of a file's keys: the module's argument spec
@@ -90,19 +99,44 @@ class ActionModule(ActionBase):
             source = self._find_needle("templates" if given == ["template"] else "files", spec[given[0]])
         except AnsibleError as error:
             raise AnsibleActionFail(f"{where}: {to_text(error)}") from error
-        text = self._loader.get_text_file_contents(source)
+        text = self._read_text(where, source)
         if given == ["src"]:
             out["content"] = text
             return out
         searchpath = list(task_vars.get("ansible_search_path", [])) + [self._loader._basedir, os.path.dirname(source)]
         searchpath = [path for base in searchpath for path in (os.path.join(base, "templates"), base)]
         template_vars = dict(task_vars)
-        template_vars.update(_template_vars.generate_ansible_template_vars(
-            path=spec["template"], fullpath=source, dest_path=spec["dest"],
-            include_ansible_managed="ansible_managed" not in template_vars))
+        generated = generate_ansible_template_vars(spec["template"], source, spec["dest"])
+        if trust_as_template is not None and "ansible_managed" in template_vars:
+            del generated["ansible_managed"]  # since 2.19, template keeps a user's own ansible_managed
+        template_vars.update(generated)
         template_vars.update(spec.get("vars") or {})
-        templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=template_vars)
-        content = templar.template(trust_as_template(text), escape_backslashes=False,
-                                   overrides=dict(trim_blocks=True, lstrip_blocks=False, newline_sequence="\n"))
-        out["content"] = "" if content is None else to_text(content)
+        out["content"] = self._template(text, searchpath, template_vars)
         return out
+
+    def _read_text(self, where: str, source: str) -> str:
+        """A found file's text (decrypted if vaulted), as the running ansible-core's template action reads it."""
+        if hasattr(self._loader, "get_text_file_contents"):  # 2.19 and later
+            return self._loader.get_text_file_contents(source)
+        real = self._loader.get_real_file(source)
+        try:
+            with open(real, "rb") as handle:
+                return to_text(handle.read(), errors="surrogate_or_strict")
+        except UnicodeError as error:
+            raise AnsibleActionFail(f"{where}: {source} is not UTF-8 text") from error
+        finally:
+            self._loader.cleanup_tmp_file(real)
+
+    def _template(self, text: str, searchpath: list[str], template_vars: dict) -> str:
+        """``text`` rendered as the running ansible-core's template action renders a template (its defaults:
+        trim_blocks, no lstrip_blocks, newline \\n, backslashes as they are)."""
+        if trust_as_template is not None:
+            templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=template_vars)
+            content = templar.template(trust_as_template(text), escape_backslashes=False,
+                                       overrides=dict(trim_blocks=True, lstrip_blocks=False, newline_sequence="\n"))
+        else:
+            templar = self._templar.copy_with_new_env(environment_class=AnsibleEnvironment, searchpath=searchpath,
+                                                      newline_sequence="\n", available_variables=template_vars)
+            content = templar.do_template(text, preserve_trailing_newlines=True, escape_backslashes=False,
+                                          overrides=dict(trim_blocks=True, lstrip_blocks=False))
+        return "" if content is None else to_text(content)

@@ -3,8 +3,8 @@
 The lab and the molecule scenarios run it in every role; these tests pin what the roles rely on: templates render
 byte-identical to ansible.builtin.template, a re-run changes nothing, check mode writes nothing, a changed mode
 alone is a change, force=false keeps a made-once value, bad input fails before any file is written, and a
-file's content never reaches the output unless --diff asks for it; directories are made before the files in them
-(none in check mode).
+file's content never reaches the output unless --diff asks for it (a secret file's not even then); directories are
+made before the files in them (none in check mode).
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ def recap(output: str) -> dict:
 def test_renders_like_template_and_reruns_with_no_change(tmp_path):
     first = play(tmp_path)
     assert recap(first)["changed"] == 2  # the set and the builtin comparison
-    ours, builtin = (tmp_path / "timer.unit").read_text(), (tmp_path / "builtin.unit").read_text()
-    assert ours.splitlines()[1:] == builtin.splitlines()[1:]  # line 1 names the template's path
+    ours, builtin = ((tmp_path / name).read_bytes().split(b"\n", 1) for name in ("timer.unit", "builtin.unit"))
+    assert ours[1] == builtin[1]  # byte for byte after line 1, which names the template's path
+    ours = ours[1].decode()
     assert "Kind=timer" in ours and "Line1" in ours
     assert "Description=selfhost plain" in (tmp_path / "plain.unit").read_text()
     assert (tmp_path / "script.sh").read_text().endswith("{{ not templated }}\"\n")
@@ -89,6 +90,16 @@ def test_content_stays_out_of_the_output_without_diff(tmp_path):
     (tmp_path / "secret").unlink()
     output = play(tmp_path, "-vvv", "--check")
     assert SECRET not in output
+
+
+def test_diff_shows_a_files_content_and_only_that_a_secret_file_changes(tmp_path):
+    for extra in (("--check", "--diff"), ("--diff",)):
+        output = play(tmp_path, *extra)
+        assert recap(output)["changed"] >= 1
+        assert "+Description=selfhost plain" in output and "+Kind=timer" in output  # not secret: its content
+        assert SECRET not in output
+        assert "+++ after: " + str(tmp_path / "secret") in output
+        assert "+state: file\n+content: (secret, not shown)\n+mode: 0600" in output, output
 
 
 def test_directories_are_made_before_the_files_in_them_and_check_mode_makes_none(tmp_path):

@@ -19,6 +19,8 @@ vendor's connection defaults.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -26,9 +28,18 @@ from typing import Any, NamedTuple
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.common.parameters import remove_values
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.selfhost.immich.plugins.module_utils import _api
 from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call, ScriptedSession
+
+try:
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:  # ansible-core 2.17 and 2.18 have no public helper: the same patch by hand
+    from unittest import mock
+
+    @contextlib.contextmanager
+    def patch_module_args(args=None):
+        with mock.patch.object(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args or {}}).encode()):
+            yield
 
 
 class ModuleExit(SystemExit):
