@@ -2,7 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one module skeleton of the collection, shared by the Hetzner (_hetzner.py) and RunPod (_runpod.py) modules.
 
-- :func:`connection_argument_spec`: the connection options (token and URL with env fallbacks, timeout).
+- :func:`connection_argument_spec`: the connection options (token and URL with env fallbacks, the plain-HTTP
+  opt-in, timeout); :func:`api_url_problem`: https only (plain http to loopback, or with ``api_allow_http``), no
+  credentials, whitespace, query or fragment in the URL.
+- :func:`path_segment`: an id made safe to put in a URL path (quoted; ``.``/``..`` refused).
 - :func:`run_module`: builds the module, refuses bad inputs before any call (:func:`connection_problems` plus the
   module's own checks), runs the module's ``manage(module, client)`` and exits; every failure leaves through
   one place with ``msg``, ``status`` and ``code``.
@@ -19,11 +22,13 @@ Private module_utils file (leading underscore): not a public API of the collecti
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import math
 import re
 import time
 import traceback
+from urllib.parse import quote, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
@@ -44,8 +49,12 @@ SECRET_NAMES = frozenset(["PASSWORD", "PASSPHRASE", "API_KEY", "APIKEY", "TOKEN"
 #: ...plus every name containing one of these.
 SECRET_PATTERNS = ("PASS", "PWD", "AUTH", "CRED", "DSN", "KEY", "TOKEN", "SECRET")
 
-#: An http(s) URL with a host and no whitespace, query or fragment.
-_URL = re.compile(r"https?://[A-Za-z0-9._~%-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?")
+#: A host name or IPv4 address of an API URL (an IPv6 address is written in brackets and checked apart).
+_URL_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+#: The path of an API URL: empty or /segments of unreserved characters, sub-delims, ':', '@' and %XX escapes.
+_URL_PATH = re.compile(r"(/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*")
+#: Host names that always mean this machine (besides 127.0.0.0/8 and ::1).
+LOOPBACK_NAMES = frozenset(["localhost"])
 #: What a bearer token may hold: visible ASCII (an HTTP header value), no spaces.
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 #: Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
@@ -75,6 +84,7 @@ def connection_argument_spec(token_env, url_env, default_url):
     return dict(
         api_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, list(token_env))),
         api_url=dict(type="str", default=default_url, fallback=(env_fallback, list(url_env))),
+        api_allow_http=dict(type="bool", default=False),
         api_timeout=dict(type="int", default=30),
     )
 
@@ -90,12 +100,82 @@ def connection_problems(params):
                         "scalar or piped through echo ends in a newline): remove it")
     elif not _TOKEN.fullmatch(token):
         problems.append("api_token may only contain visible ASCII characters (letters, digits, punctuation)")
-    if not _URL.fullmatch(params["api_url"] or ""):
-        problems.append("api_url must be an http:// or https:// URL with a host and no whitespace, "
-                        "query or fragment, for example https://api.example.com/v1")
+    url_problem = api_url_problem(params["api_url"], params.get("api_allow_http", False))
+    if url_problem:
+        problems.append(url_problem)
     if not 0 < params["api_timeout"] <= 600:
         problems.append(f"api_timeout must be 1 to 600 seconds, got {params['api_timeout']}")
     return problems
+
+
+def api_url_problem(url, allow_http=False):
+    """Why ``url`` is not a safe API base URL, or None. The message never quotes the URL (it may hold a secret),
+    only its host once user credentials have been ruled out.
+
+    Refused: anything but http(s); whitespace or control characters; user credentials (``user:pass@``); a query or
+    fragment; a bad host, port or path; and plain ``http://`` to a host that is not this machine (127.0.0.0/8,
+    ::1, localhost) unless ``allow_http`` says so, because the bearer token would cross the network unencrypted.
+    """
+    example = "for example https://api.example.com/v1"
+    if not url:
+        return f"api_url must not be empty: give the API's base URL, {example}"
+    if re.search(r"\s", url) or CONTROL_CHARS.search(url):
+        return "api_url must not contain whitespace, line breaks or control characters"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced [ or ] around an IPv6 address
+        return f"api_url is not a well-formed URL, {example}"
+    if parts.scheme not in ("http", "https") or not url.startswith(parts.scheme + "://"):
+        return f"api_url must start with https:// (or http://), {example}"
+    if "@" in parts.netloc:
+        return "api_url must not contain user credentials (user:password@): the token goes in api_token"
+    if "?" in url or "#" in url:
+        return "api_url must not have a query (?...) or fragment (#...): give the API's base URL only"
+    host = _url_host(parts)
+    if host is None:
+        return f"api_url must name a host (a name or an IP address) and an optional port 1-65535, {example}"
+    if not _URL_PATH.fullmatch(parts.path) or {".", ".."} & set(parts.path.split("/")):
+        return "api_url has a path with characters or '.'/'..' segments an API base URL cannot have"
+    if parts.scheme == "http" and not allow_http and not is_loopback(host):
+        return (f"api_url uses plain http:// to {host}, which is not a loopback address: the API token would "
+                "travel unencrypted. Use https://, or set api_allow_http=true to allow it (for test labs only)")
+    return None
+
+
+def url_secrets(url):
+    """What of ``url`` to keep out of all module output (the echoed module arguments included): the whole URL when
+    it may carry a secret, in user credentials (``user:password@``), a query (``?token=``) or a fragment."""
+    if isinstance(url, str) and any(mark in url for mark in "@?#"):
+        return {url}
+    return set()
+
+
+def _url_host(parts):
+    """The host of a split URL (without brackets), or None if the host or port is malformed."""
+    host = parts.netloc.rsplit(":", 1)[0] if not parts.netloc.endswith("]") else parts.netloc
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.netloc.endswith(":") or port == 0:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            return None
+    return host if _URL_HOST.fullmatch(host) else None
+
+
+def is_loopback(host):
+    """True if ``host`` (a name or address from a URL, without brackets) is this machine: never resolved, so a
+    name other than ``localhost`` counts as remote even if it resolves to 127.0.0.1."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # -- input checks the modules share -----------------------------------------------------------
@@ -125,18 +205,16 @@ def range_problem(option, value, low=None, high=None):
     return None
 
 
-def relative_path_problem(option, path):
-    """Why ``path`` is not a plain relative path below its root (absolute, ``..``, control characters), or None."""
-    if path is None:
-        return None
-    if CONTROL_CHARS.search(path):
-        return f"{option} must not contain control characters or line breaks"
-    if path.startswith("/"):
-        return (f"{option} is relative and must not start with '/': "
-                f"use {path.lstrip('/')!r} instead of {path!r}")
-    if ".." in path.split("/"):
-        return f"{option} must not contain '..' segments: it has to stay below its root"
-    return None
+def path_segment(value, what="id"):
+    """``value`` (an id, usually from an API answer) as one URL path segment, percent-quoted.
+
+    Quoting keeps ``/``, ``?`` and ``#`` inside the segment, but ``.`` and ``..`` are unreserved and would move the
+    request up the path (``/serverless/..`` is ``/``): those, an empty value and control characters are refused.
+    """
+    text = str(value)
+    if isinstance(value, bool) or text in ("", ".", "..") or CONTROL_CHARS.search(text):
+        raise ApiError(f"{what} {text!r} cannot be used in a URL path")
+    return quote(text, safe="")
 
 
 # -- the one secret mask ----------------------------------------------------------------------
@@ -382,6 +460,7 @@ def run_module(argument_spec, manage, connect, input_problems=None, **module_kwa
     through :func:`fail` with ``msg``, ``status`` and ``code``, the token never in it.
     """
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **module_kwargs)
+    module.no_log_values.update(url_secrets(module.params.get("api_url")))
     if REQUESTS_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR,
                          status=None, code="missing_library")

@@ -12,6 +12,7 @@ Private module_utils file (leading underscore): not a public API of the collecti
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,7 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import (
     _short,
     connection_argument_spec,
     only_one,
-    relative_path_problem,
+    path_segment,
 )
 from ansible_collections.selfhost.immich.plugins.module_utils._api import run_module as _run_module
 
@@ -45,8 +46,9 @@ _PASSWORD_CLASSES = (
     ("special character", set(PASSWORD_SPECIALS)),
 )
 _PASSWORD_ALLOWED = set().union(*(chars for _label, chars in _PASSWORD_CLASSES))
-# Pattern of a sub-account home directory in the spec: ^[a-zA-Z0-9 ./_-]+$
-_HOME_DIRECTORY_ALLOWED = set(string.ascii_letters + string.digits + " ./_-")
+# A sub-account home directory: closed on purpose, narrower than the spec's ^[a-zA-Z0-9 ./_-]+$ (which lets
+# through " /etc", "./." = the box root and ".."): relative segments of letters, digits and . _ - only.
+_HOME_DIRECTORY = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
 
 SNAPSHOT_PLAN_KEYS = ("max_snapshots", "minute", "hour", "day_of_week", "day_of_month")
 
@@ -95,13 +97,14 @@ class HetznerClient(ApiClient):
     def find_box(self, box_id: int | None = None, name: str | None = None) -> dict | None:
         """The Storage Box with this id, else the one with this name; None when there is none."""
         if box_id is not None:
-            data = self.get(f"/storage_boxes/{box_id}", accept_404=True)
+            data = self.get(f"/storage_boxes/{path_segment(box_id, 'Storage Box id')}", accept_404=True)
             return data["storage_box"] if data else None
         return only_one(self.list_all("/storage_boxes", "storage_boxes", {"name": name}), name, "Storage Boxes")
 
     def subaccounts(self, box_id: int, name: str | None = None) -> list[dict]:
         """Sub-accounts of a box (an unpaginated list), optionally filtered by name."""
-        data = self.get(f"/storage_boxes/{box_id}/subaccounts", params={"name": name} if name else None)
+        data = self.get(f"/storage_boxes/{path_segment(box_id, 'Storage Box id')}/subaccounts",
+                        params={"name": name} if name else None)
         return data["subaccounts"]
 
     def find_subaccount(self, box_id: int, name: str) -> dict | None:
@@ -131,7 +134,7 @@ class HetznerClient(ApiClient):
             self.sleep(delay)
             waited += delay
             delay = min(delay * 2, self.max_poll_interval)
-            action = self.get(f"/storage_boxes/actions/{action['id']}")["action"]
+            action = self.get(f"/storage_boxes/actions/{path_segment(action['id'], 'action id')}")["action"]
         if action["status"] == "error":
             error = action.get("error") or {}
             code = error.get("code") or "action_failed"
@@ -161,14 +164,22 @@ def password_problem(password: str) -> str | None:
 
 
 def home_directory_problem(path: str) -> str | None:
-    """Why ``path`` is not a valid sub-account home directory (below the box root, spec pattern), or None."""
-    problem = relative_path_problem("home_directory", path)
-    if problem:
-        return problem
-    if not path or set(path) - _HOME_DIRECTORY_ALLOWED:
-        return "home_directory may only contain letters, digits, spaces and . / _ -"
-    if path.strip(" /") in ("", "."):
-        return "home_directory must name a directory below the box root"
+    """Why ``path`` is not a sub-account home directory strictly below the box root, or None.
+
+    ``path`` is quoted back only in the leading-'/' hint, and only when the fixed path is valid: a malformed
+    value may hold line breaks or control characters that would garble the message.
+    """
+    if not path:
+        return "home_directory must not be empty: name a directory below the box root, for example immich"
+    if path.startswith("/"):
+        fixed = path.lstrip("/")
+        hint = f": use {fixed!r} instead of {path!r}" if home_directory_problem(fixed) is None else ""
+        return "home_directory is relative and must not start with '/'" + hint
+    if not _HOME_DIRECTORY.fullmatch(path):
+        return ("home_directory must be a relative path of '/'-separated names made of letters, digits and . _ - "
+                "(no spaces, line breaks, empty segments or trailing '/'), for example immich/library")
+    if {".", ".."} & set(path.split("/")):
+        return "home_directory must not contain '.' or '..' segments: it has to name a directory below the box root"
     return None
 
 

@@ -26,6 +26,7 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import (
     connection_argument_spec,
     name_problem,
     only_one,
+    path_segment,
     range_problem,
     redact,
     secret_values,
@@ -34,6 +35,8 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import run_mo
 
 DEFAULT_API_URL = "https://api.runpod.io/v2"
 
+#: Connection options every RunPod module gets: :func:`run_module` merges them into the module's own argument
+#: spec (documented in the selfhost.immich.runpod doc fragment).
 RUNPOD_ARGUMENT_SPEC = connection_argument_spec(["RUNPOD_API_KEY"], ["RUNPOD_API_URL"], DEFAULT_API_URL)
 
 #: Container settings a template and an endpoint both carry (spec: ContainerConfig).
@@ -47,9 +50,8 @@ CONTAINER_ARGUMENT_SPEC = dict(
 )
 CONTAINER_KEYS = tuple(CONTAINER_ARGUMENT_SPEC)
 
-#: Options of a managed template or endpoint (doc fragments runpod, runpod.resource and runpod.container).
+#: Options of a managed template or endpoint (doc fragments runpod.resource and runpod.container).
 RESOURCE_ARGUMENT_SPEC = dict(
-    RUNPOD_ARGUMENT_SPEC,
     name=dict(type="str", required=True),
     state=dict(type="str", choices=["present", "absent"], default="present"),
     **CONTAINER_ARGUMENT_SPEC,
@@ -66,6 +68,10 @@ PARTIAL_KEYS = ("workers", "gpu")
 _PORT = re.compile(r"([1-9][0-9]{0,4})/(http|tcp|udp)")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IMAGE = re.compile(r"[a-z0-9][A-Za-z0-9._/:@+-]*")
+#: A RunPod id (endpoint, template): lower-case letters and digits (e.g. jpnw0v75y3qoql), with _ and - inside as in
+#: the spec's examples (ep_abc123) and RunPod's own templates (runpod-torch-v240). Never '.', '/' or '%': ids go
+#: into URL paths.
+RUNPOD_ID = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?")
 
 
 class RunpodClient(ApiClient):
@@ -102,8 +108,17 @@ def connect(params: dict) -> RunpodClient:
 
 
 def run_module(argument_spec: dict, manage, input_problems=None, **module_kwargs: Any) -> None:
-    """:func:`_api.run_module` with the RunPod client (``argument_spec`` includes the connection options)."""
-    _run_module(argument_spec, manage, connect, input_problems, **module_kwargs)
+    """:func:`_api.run_module` with the RunPod connection options and client."""
+    _run_module(dict(RUNPOD_ARGUMENT_SPEC, **argument_spec), manage, connect, input_problems, **module_kwargs)
+
+
+def id_problem(option: str, value: str | None) -> str | None:
+    """Why ``value`` is not a RunPod id (it goes into a URL path), or None. Quotes it only when printable."""
+    if value is None or RUNPOD_ID.fullmatch(value):
+        return None
+    shown = "" if CONTROL_CHARS.search(value) else f", got {value!r}"
+    return (f"{option} must be a RunPod id: lower-case letters and digits, with _ or - inside, "
+            f"at most 64 characters{shown}")
 
 
 def container_problems(params: dict) -> list[str]:
@@ -284,4 +299,4 @@ class RunpodResource(object):
         return plan
 
     def _path(self, item):
-        return f"/{self.collection}/{item['id']}"
+        return f"/{self.collection}/{path_segment(item['id'], 'RunPod id')}"

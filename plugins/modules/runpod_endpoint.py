@@ -45,6 +45,8 @@ options:
       - The endpoint keeps no link to the template, so every run compares the endpoint with the template's
         current settings and updates it when the template changed.
       - O(template) or O(image) is required to create the endpoint.
+      - A template not found by name is looked up by id only when O(template) is a RunPod id (lower-case letters
+        and digits, with C(_) or C(-) inside).
       - A load-balancing worker needs C(PORT) and C(PORT_HEALTH) in its env and the port in O(ports).
     type: str
   gpu_pools:
@@ -190,18 +192,20 @@ endpoint:
 
 import math  # noqa: E402
 import re  # noqa: E402
-from urllib.parse import quote  # noqa: E402
 
 from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # noqa: E402
     CONTROL_CHARS,
     ApiError,
     InputError,
+    name_problem,
     only_one,
+    path_segment,
     range_problem,
 )
 from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (  # noqa: E402
     CONTAINER_KEYS,
     RESOURCE_ARGUMENT_SPEC,
+    RUNPOD_ID,
     RunpodResource,
     changed_fields,
     container_body,
@@ -247,7 +251,7 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 def input_problems(params):
     """What is wrong with the options on their own; checked before any API call."""
-    errors = container_problems(params)
+    errors = container_problems(params) + [name_problem("template", params["template"], 191)]
     low, high, idle = params["workers_min"], params["workers_max"], params["idle_timeout"]
     if low is not None and high is not None and low > high:
         errors.append(f"workers_min ({low}) must not exceed workers_max ({high})")
@@ -376,8 +380,8 @@ class Endpoint(RunpodResource):
         """The serverless template named or with id ``ref``; None in check mode if it does not exist yet."""
         templates = self.client.list("templates")
         template = only_one(templates, ref, "templates") or only_one(templates, ref, "templates", key="id")
-        if template is None:
-            template = self.client.get("/templates/" + quote(ref, safe=""), accept_404=True)
+        if template is None and RUNPOD_ID.fullmatch(ref):
+            template = self.client.get("/templates/" + path_segment(ref), accept_404=True)
         if template is None and self.module.check_mode:
             self.module.warn(f"template {ref!r} does not exist yet: its settings are not compared in check mode")
         elif template is None:

@@ -20,7 +20,10 @@ options:
     description: Only the endpoint with this name. Mutually exclusive with O(id).
     type: str
   id:
-    description: Only the endpoint with this id. Mutually exclusive with O(name).
+    description:
+      - Only the endpoint with this id. Mutually exclusive with O(name).
+      - A RunPod id - lower-case letters and digits, with C(_) or C(-) inside, at most 64 characters; anything else
+        is refused before any call.
     type: str
 seealso:
   - module: selfhost.immich.runpod_endpoint
@@ -58,32 +61,27 @@ endpoints:
       workers: {min: 0, max: 2, idleTimeout: 60}
 """
 
-from urllib.parse import quote  # noqa: E402
-
-from ansible_collections.selfhost.immich.plugins.module_utils._api import CONTROL_CHARS, name_problem  # noqa: E402
+from ansible_collections.selfhost.immich.plugins.module_utils._api import name_problem, path_segment  # noqa: E402
 from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (  # noqa: E402
-    RUNPOD_ARGUMENT_SPEC,
+    id_problem,
     public_view,
     request_url,
     run_module,
 )
 
-ARGUMENT_SPEC = dict(RUNPOD_ARGUMENT_SPEC, name=dict(type="str"), id=dict(type="str"))
+ARGUMENT_SPEC = dict(name=dict(type="str"), id=dict(type="str"))
 
 
 def read_endpoints(client, name=None, endpoint_id=None):
     if endpoint_id:
-        found = client.get("/serverless/" + quote(endpoint_id, safe=""), accept_404=True)
+        found = client.get("/serverless/" + path_segment(endpoint_id), accept_404=True)
         return [found] if found else []
     return [e for e in client.list("serverless") if name in (None, e.get("name"))]
 
 
 def input_problems(params):
     """What is wrong with the options on their own; checked before any call."""
-    problems = [name_problem("name", params["name"], 191)]
-    if params["id"] is not None and (not params["id"].strip() or CONTROL_CHARS.search(params["id"]) or
-                                     "/" in params["id"]):
-        problems.append("id must be an endpoint id (not empty, no '/', no control characters)")
+    problems = [name_problem("name", params["name"], 191), id_problem("id", params["id"])]
     return [problem for problem in problems if problem]
 
 

@@ -150,6 +150,7 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # n
     ApiError,
     Plan,
     name_problem,
+    path_segment,
     range_problem,
 )
 from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (  # noqa: E402
@@ -205,7 +206,7 @@ def box_state(box: dict) -> dict:
 
 
 def plan_changes(box: dict, params: dict) -> Plan:
-    path = f"/storage_boxes/{box['id']}"
+    path = f"/storage_boxes/{path_segment(box['id'], 'Storage Box id')}"
     plan = Plan(box_state(box))
     current, desired = plan.current, plan.desired
     rename = params["name"] if params["id"] is not None else None

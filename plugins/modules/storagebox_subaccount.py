@@ -46,6 +46,8 @@ options:
     description:
       - Home directory of the sub-account, relative to the box root and without a leading C(/), for example
         V(immich/library). Created when missing.
+      - Checked before any call - C(/)-separated names of letters, digits, C(.), C(_) and C(-); no C(.) or C(..)
+        segment, empty segment, trailing C(/), space or line break (so never the box root or above it).
       - Required to create the sub-account. Changing it moves the sub-account, not the files.
     type: str
   password:
@@ -164,6 +166,7 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # n
     InputError,
     Plan,
     name_problem,
+    path_segment,
     range_problem,
 )
 from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (  # noqa: E402
@@ -259,9 +262,9 @@ def plan_update(sub_path: str, sub: dict, params: dict) -> Plan:
 
 def manage(module, client) -> dict:
     params = module.params
-    box_path = f"/storage_boxes/{params['storagebox_id']}"
+    box_path = f"/storage_boxes/{path_segment(params['storagebox_id'], 'storagebox_id')}"
     sub = client.find_subaccount(params["storagebox_id"], params["name"])
-    sub_path = f"{box_path}/subaccounts/{sub['id']}" if sub else None
+    sub_path = f"{box_path}/subaccounts/{path_segment(sub['id'], 'sub-account id')}" if sub else None
     if params["state"] == "absent":
         plan = Plan(subaccount_state(sub) if sub else None)
         if sub:
@@ -276,7 +279,7 @@ def manage(module, client) -> dict:
         plan = plan_create(client, box_path, params)
         created = plan.apply(client, module.check_mode)
         if created:
-            sub_path = f"{box_path}/subaccounts/{created[0]['subaccount']['id']}"
+            sub_path = f"{box_path}/subaccounts/{path_segment(created[0]['subaccount']['id'], 'sub-account id')}"
             sub = client.get(sub_path)["subaccount"]
     else:
         plan = plan_update(sub_path, sub, params)

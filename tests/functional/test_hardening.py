@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 import subprocess
 import sys
 from datetime import datetime
@@ -50,22 +52,29 @@ CORPUS = {
         ({"snapshot_plan": {"max_snapshots": 7, "minute": 0, "hour": 25}}, "snapshot_plan.hour"),
         ({"snapshot_plan": {"max_snapshots": 0, "minute": 0, "hour": 2}}, "snapshot_plan.max_snapshots"),
         ({"snapshot_plan": {"max_snapshots": 7, "minute": 0, "hour": 2, "day_of_week": 8}},
-         "snapshot_plan.day_of_week")],
+         "snapshot_plan.day_of_week"),
+        ({"api_url": "http://203.0.113.7:18091/v1"}, "api_url"),  # plain http off this machine: token in clear
+        ({"api_url": "http://localhost.example.com/v1"}, "api_url")],
     "storagebox_subaccount": CONNECTION + [
         ({"home_directory": ".."}, "home_directory"), ({"home_directory": "../"}, "home_directory"),
         ({"home_directory": "a/../../b"}, "home_directory"), ({"home_directory": "/immich"}, "home_directory"),
         ({"home_directory": "a\nb"}, "home_directory"), ({"name": ""}, "name"), ({"name": "x\n"}, "name"),
         ({"password": "short"}, "password"), ({"storagebox_id": -1}, "storagebox_id"),
-        ({"description": "a\nb"}, "description")],
+        ({"description": "a\nb"}, "description"),
+        ({"home_directory": "./."}, "home_directory"), ({"home_directory": " /etc"}, "home_directory"),
+        ({"home_directory": " .."}, "home_directory"), ({"home_directory": "a/../b"}, "home_directory"),
+        ({"api_url": "https://api.example.com/v1\nX-Injected: 1"}, "api_url")],
     "storagebox_info": CONNECTION + [
         ({"name": ""}, "name"), ({"name": "a\nb"}, "name"), ({"id": 0}, "id"),
         ({"label_selector": ""}, "label_selector"), ({"label_selector": "a=b\n"}, "label_selector"),
-        ({"api_url": "ftp://api.example.com"}, "api_url")],
+        ({"api_url": "ftp://api.example.com"}, "api_url"),
+        ({"api_url": f"https://user:{MARKER}Url@api.example.com/v1"}, "api_url")],
     "runpod_template": CONNECTION + [
         ({"name": ""}, "name"), ({"name": "a\n"}, "name"), ({"image": "img\n"}, "image"),
         ({"image": "has space"}, "image"), ({"ports": ["junk"]}, "ports"), ({"ports": ["70000/http"]}, "ports"),
         ({"disk": -1}, "disk"), ({"env": {"A": {"nested": 1}}}, "env.A"), ({"env": {"BAD-NAME": "x"}}, "env"),
-        ({"args": "a\nrm -rf /"}, "args")],
+        ({"args": "a\nrm -rf /"}, "args"),
+        ({"api_url": "http://203.0.113.7:18092/v2"}, "api_url"), ({"api_url": "ftp://api.example.com/v2"}, "api_url")],
     "runpod_endpoint": CONNECTION + [
         ({"workers_min": -1}, "workers_min"), ({"idle_timeout": 0}, "idle_timeout"),
         ({"min_cuda_version": "12.2\n"}, "min_cuda_version"),
@@ -74,10 +83,13 @@ CORPUS = {
         ({"scaling": {"type": "REQUEST_COUNT", "value": 0}}, "scaling.value"), ({"gpu_pools": []}, "gpu_pools"),
         ({"gpu_pools": ["ADA_24\n"]}, "gpu_pools"), ({"disk": 0}, "disk"), ({"ports": ["3003"]}, "ports"),
         ({"env": {"PORT": ["3003"]}}, "env.PORT"), ({"timeout": 0}, "timeout"), ({"gpu_count": 0}, "gpu_count"),
-        ({"name": " immich-ml"}, "name")],
+        ({"name": " immich-ml"}, "name"),
+        ({"api_url": f"http://{MARKER}Url@127.0.0.1/v2"}, "api_url"), ({"template": "immich-ml\n"}, "template")],
     "runpod_endpoint_info": CONNECTION + [
         ({"name": ""}, "name"), ({"name": "a\n"}, "name"), ({"id": ""}, "id"), ({"id": "a/b"}, "id"),
-        ({"id": "x\n"}, "id"), ({"api_url": "https://api.example.com/v2?x=1"}, "api_url")],
+        ({"id": "x\n"}, "id"), ({"api_url": "https://api.example.com/v2?x=1"}, "api_url"),
+        ({"id": ".."}, "id"), ({"id": "../serverless"}, "id"), ({"id": "ep/.."}, "id"), ({"id": "%2e%2e"}, "id"),
+        ({"api_url": "http://[2001:db8::1]:18092/v2"}, "api_url")],
 }
 
 
@@ -137,7 +149,57 @@ def test_bad_input_is_refused_before_any_call(tmp_path, fakes, module):
         clean += 1
     hetzner, runpod = fakes
     assert hetzner.log == [] and runpod.log == [], "a malformed input reached an API"
+    assert MARKER not in done.stdout + done.stderr, "a refused input (or the token) was echoed"
     print(f"{module}: {len(cases)} malformed inputs tried, {clean} refused cleanly before any call")
+
+
+def non_loopback_address() -> str | None:
+    """An IPv4 address of this machine that is not loopback (the source address of the default route), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # UDP: sets the route, sends nothing
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def test_plain_http_needs_loopback_or_the_opt_in(tmp_path, monkeypatch):
+    """The API fakes on a non-loopback address of this machine: plain http:// to it is refused before any call
+    unless api_allow_http is set; to 127.0.0.1 it needs no opt-in. The token never shows."""
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to bind the fakes to")
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)  # the fakes are reached directly
+    with HetznerFake(SEED, token=TOKEN, host=address) as hetzner, FakeRunpod(api_key=TOKEN, host=address) as runpod, \
+            HetznerFake(SEED, token=TOKEN) as local_hetzner, FakeRunpod(api_key=TOKEN) as local_runpod:
+        remote = {"storagebox_info": {"name": "photos", "api_url": hetzner.url},
+                  "runpod_endpoint_info": {"api_url": runpod.url}}
+        local = {"storagebox_info": {"name": "photos", "api_url": local_hetzner.url},
+                 "runpod_endpoint_info": {"api_url": local_runpod.url}}
+        tasks = []
+        for module in remote:
+            tasks += [{"name": f"Remote {module}", "ignore_errors": True, f"selfhost.immich.{module}": remote[module]},
+                      {"name": f"Remote {module} opted in",
+                       f"selfhost.immich.{module}": dict(remote[module], api_allow_http=True)},
+                      {"name": f"Local {module}", f"selfhost.immich.{module}": local[module]}]
+        done = run_playbook(tmp_path, (hetzner, runpod), tasks, json_output=True)
+        results = [task["hosts"]["localhost"] for task in json.loads(done.stdout)["plays"][0]["tasks"]]
+        for fake in (hetzner, runpod, local_hetzner, local_runpod):
+            assert fake.violations == [] and fake.response_problems == []
+        calls = [[entry["path"] for entry in fake.log] for fake in (hetzner, runpod, local_hetzner, local_runpod)]
+    assert [bool(r.get("failed")) for r in results] == [True, False, False] * 2, results
+    for refused in (results[0], results[3]):
+        assert refused["msg"] == (f"api_url uses plain http:// to {address}, which is not a loopback address: the API "
+                                  "token would travel unencrypted. Use https://, or set api_allow_http=true to allow "
+                                  "it (for test labs only)")
+    assert results[1]["storageboxes"][0]["name"] == "photos" and results[2]["storageboxes"][0]["name"] == "photos"
+    assert results[4]["endpoints"] == [] and results[5]["endpoints"] == []
+    # one read per opted-in run on the remote fakes (the refused runs sent nothing), one per local run
+    assert calls == [["/v1/storage_boxes", "/v1/storage_boxes/1/subaccounts"], ["/v2/serverless"],
+                     ["/v1/storage_boxes", "/v1/storage_boxes/1/subaccounts"], ["/v2/serverless"]]
+    assert MARKER not in done.stdout + done.stderr
 
 
 def sweep_tasks() -> list[dict]:

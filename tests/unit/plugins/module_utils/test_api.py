@@ -9,10 +9,14 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import (
     MASK,
     ApiClient,
     ApiError,
+    api_url_problem,
+    connection_argument_spec,
     connection_problems,
+    is_loopback,
     is_secret_name,
+    path_segment,
     redact,
-    relative_path_problem,
+    url_secrets,
 )
 from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call, ScriptedSession
 
@@ -122,10 +126,100 @@ def test_bad_tokens_are_named_never_echoed(token, problem):
     assert token.strip() == "" or token.strip() not in problems[0]
 
 
-@pytest.mark.parametrize("url", ["api.hetzner.com/v1", "ftp://x/v1", "https://", "https://a b/", "https://x/v1?q=1",
-                                 "https://x/v1\n", "http://x/#frag"])
-def test_api_url_needs_a_scheme_and_host(url):
-    assert connection_problems({"api_token": TOKEN, "api_url": url, "api_timeout": 30})[0].startswith("api_url must")
+EXAMPLE = "for example https://api.example.com/v1"
+PLAIN_HTTP = ("api_url uses plain http:// to {}, which is not a loopback address: the API token would travel "
+              "unencrypted. Use https://, or set api_allow_http=true to allow it (for test labs only)")
+CREDENTIALS = "api_url must not contain user credentials (user:password@): the token goes in api_token"
+WHITESPACE = "api_url must not contain whitespace, line breaks or control characters"
+QUERY = "api_url must not have a query (?...) or fragment (#...): give the API's base URL only"
+SCHEME = f"api_url must start with https:// (or http://), {EXAMPLE}"
+HOST = f"api_url must name a host (a name or an IP address) and an optional port 1-65535, {EXAMPLE}"
+PATH = "api_url has a path with characters or '.'/'..' segments an API base URL cannot have"
+
+
+@pytest.mark.parametrize("url", [
+    "https://api.hetzner.com/v1", "https://api.runpod.io/v2/", "https://10.0.0.5:8443/v1", "https://[2001:db8::1]/v2",
+    "http://127.0.0.1:18091/v1", "http://127.200.3.4/v2", "http://localhost:8080/v1", "http://LocalHost/v1",
+    "http://[::1]:18092/v2", "https://api.test/a%2Fb/v1",
+])
+def test_api_url_accepted(url):
+    assert api_url_problem(url) is None
+
+
+@pytest.mark.parametrize("url, problem", [
+    # plain http off this machine: the bearer token would cross the network in clear
+    ("http://api.hetzner.com/v1", PLAIN_HTTP.format("api.hetzner.com")),
+    ("http://172.18.0.1:18091/v1", PLAIN_HTTP.format("172.18.0.1")),
+    ("http://10.0.0.5/v2", PLAIN_HTTP.format("10.0.0.5")),
+    ("http://localhost.example.com/v1", PLAIN_HTTP.format("localhost.example.com")),  # names are not resolved
+    ("http://127.1/v1", PLAIN_HTTP.format("127.1")),  # not an address ipaddress reads: not trusted as loopback
+    ("http://[::ffff:127.0.0.1]/v1", PLAIN_HTTP.format("::ffff:7f00:1")),
+    ("http://[2001:db8::1]/v1", PLAIN_HTTP.format("2001:db8::1")),
+    ("http://0.0.0.0:18091/v1", PLAIN_HTTP.format("0.0.0.0")),
+    # schemes
+    ("ftp://api.example.com/v1", SCHEME), ("file:///etc/passwd", SCHEME), ("api.hetzner.com/v1", SCHEME),
+    ("HTTPS://api.example.com/v1", SCHEME), ("https:/api.example.com/v1", SCHEME), ("javascript:alert(1)", SCHEME),
+    # whitespace and line breaks anywhere
+    ("https://api.example.com/v1\n", WHITESPACE), ("https://api.example.com/v1\nHost: evil", WHITESPACE),
+    (" https://api.example.com/v1", WHITESPACE), ("https://a b/v1", WHITESPACE), ("https://x/v1\t", WHITESPACE),
+    ("https://x/v1\u2028", WHITESPACE), ("https://x/v1\x00", WHITESPACE),
+    # user credentials
+    ("https://user:Mk7rSecret@api.example.com/v1", CREDENTIALS), ("http://u@127.0.0.1/v1", CREDENTIALS),
+    ("https://x\\@y/v1", CREDENTIALS),
+    # query and fragment
+    ("https://api.example.com/v1?x=1", QUERY), ("https://api.example.com/v1#frag", QUERY),
+    ("https://api.example.com/v1?", QUERY),
+    # host and port
+    ("https://", HOST), ("https:///v1", HOST), ("https://x:0/v1", HOST), ("https://x:65536/v1", HOST),
+    ("https://x:/v1", HOST), ("https://x:+80/v1", HOST), ("https://x:8o/v1", HOST), ("https://-x/v1", HOST),
+    ("https://x./v1", HOST), ("https://ex%41mple.com/v1", HOST), ("https://bücher.example/v1", HOST),
+    ("https://[::1/v1", f"api_url is not a well-formed URL, {EXAMPLE}"),
+    # path
+    ("https://x/../v1", PATH), ("https://x/v1/..", PATH), ("https://x/./v1", PATH), ("https://x/v1/%zz", PATH),
+    ("https://x/v1/ü", PATH), ("https://x/v1/<script>", PATH),
+    ("", f"api_url must not be empty: give the API's base URL, {EXAMPLE}"),
+])
+def test_api_url_refused_with_the_reason(url, problem):
+    assert api_url_problem(url) == problem
+    assert api_url_problem(url, allow_http=True) == (None if problem.startswith("api_url uses plain http") else problem)
+
+
+def test_api_url_message_never_quotes_credentials():
+    secret = "Mk7rSecret"
+    for url in (f"https://user:{secret}@api.example.com/v1", f"https://api.example.com/v1?token={secret}",
+                f"https://api.example.com/{secret}\n", f"http://{secret}@10.0.0.1/v1"):
+        assert secret not in api_url_problem(url)
+
+
+@pytest.mark.parametrize("url, masked", [
+    ("https://user:pw@api.example.com/v1", True), ("https://api.example.com/v1?token=x", True),
+    ("https://api.example.com/v1#x", True), ("https://api.example.com/v1", False), (None, False),
+])
+def test_a_url_that_may_carry_a_secret_is_masked_whole(url, masked):
+    assert url_secrets(url) == ({url} if masked else set())
+
+
+def test_the_opt_in_only_lifts_the_plain_http_rule():
+    assert api_url_problem("http://172.18.0.1:18091/v1", allow_http=True) is None
+    assert api_url_problem("http://u:p@172.18.0.1:18091/v1", allow_http=True) == CREDENTIALS
+    assert api_url_problem("ftp://172.18.0.1/v1", allow_http=True) == SCHEME
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.255.255.254", True), ("::1", True), ("localhost", True), ("LOCALHOST", True),
+    ("128.0.0.1", False), ("10.0.0.1", False), ("::2", False), ("localhost.", False), ("my-localhost", False),
+])
+def test_loopback_is_decided_without_resolving(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_connection_options_carry_the_opt_in_and_connection_problems_read_it():
+    spec = connection_argument_spec(["T"], ["U"], "https://api.example.com/v1")
+    assert spec["api_allow_http"] == {"type": "bool", "default": False}
+    params = {"api_token": TOKEN, "api_url": "http://172.18.0.1:18091/v1", "api_timeout": 30, "api_allow_http": False}
+    assert connection_problems(params) == [PLAIN_HTTP.format("172.18.0.1")]
+    assert connection_problems(dict(params, api_allow_http=True)) == []
+    assert connection_problems(dict(params, api_url="http://127.0.0.1:18091/v1")) == []
 
 
 @pytest.mark.parametrize("timeout", [0, -1, 601])
@@ -148,10 +242,13 @@ def test_redact_masks_nested_secret_values_only():
         "env": {"DB_PASS": MASK, "PORT": "1", "EMPTY_KEY": ""}, "items": [{"token": MASK}]}
 
 
-@pytest.mark.parametrize("path, problem", [
-    ("..", "'..' segments"), ("../", "'..' segments"), ("a/../../b", "'..' segments"), ("/abs", "must not start"),
-    ("a\nb", "control characters"), ("a\x00b", "control characters"),
-])
-def test_relative_paths_stay_below_their_root(path, problem):
-    assert problem in relative_path_problem("home_directory", path)
-    assert relative_path_problem("home_directory", "immich/library") is None
+@pytest.mark.parametrize("value, segment", [(42, "42"), ("ep000001", "ep000001"), ("a/b", "a%2Fb"),
+                                            ("a?b#c", "a%3Fb%23c"), ("...", "..."), ("a b", "a%20b")])
+def test_path_segment_quotes_ids(value, segment):
+    assert path_segment(value) == segment
+
+
+@pytest.mark.parametrize("value", ["..", ".", "", "a\nb", True])
+def test_path_segment_refuses_what_would_leave_the_segment(value):
+    with pytest.raises(ApiError, match=r"^RunPod id .* cannot be used in a URL path$"):
+        path_segment(value, "RunPod id")

@@ -178,15 +178,32 @@ def test_password_policy(password, problem):
         assert password not in found
 
 
+HOME_SHAPE = ("home_directory must be a relative path of '/'-separated names made of letters, digits and . _ - "
+              "(no spaces, line breaks, empty segments or trailing '/'), for example immich/library")
+HOME_DOTS = "home_directory must not contain '.' or '..' segments: it has to name a directory below the box root"
+HOME_ABSOLUTE = "home_directory is relative and must not start with '/'"
+
+
+@pytest.mark.parametrize("path", ["immich", "backups/immich_2026-11", "immich/library", "a.b/c-d_e", ".immich",
+                                  "immich..old", "..immich", "a/b/c/d"])
+def test_home_directory_accepted(path):
+    assert home_directory_problem(path) is None
+
+
 @pytest.mark.parametrize("path, problem", [
-    ("immich", None),
-    ("backups/immich_2026-11", None),
-    ("/immich", "must not start with '/': use 'immich' instead of '/immich'"),
-    ("immich;rm", "may only contain"),
+    ("/immich", HOME_ABSOLUTE + ": use 'immich' instead of '/immich'"),
+    ("//immich/library", HOME_ABSOLUTE + ": use 'immich/library' instead of '//immich/library'"),
+    ("/", HOME_ABSOLUTE), ("/..", HOME_ABSOLUTE), ("/etc\n", HOME_ABSOLUTE),
+    ("./.", HOME_DOTS), (".", HOME_DOTS), ("..", HOME_DOTS), ("a/../b", HOME_DOTS), ("a/../../b", HOME_DOTS),
+    ("immich/.", HOME_DOTS), ("./immich", HOME_DOTS),
+    (" /etc", HOME_SHAPE), (" ..", HOME_SHAPE), ("immich ", HOME_SHAPE), ("my photos", HOME_SHAPE),
+    ("a\nb", HOME_SHAPE), ("a\tb", HOME_SHAPE), ("a\x00b", HOME_SHAPE), ("immich/", HOME_SHAPE),
+    ("a//b", HOME_SHAPE), ("immich;rm", HOME_SHAPE), ("bücher", HOME_SHAPE), ("a\\b", HOME_SHAPE),
+    ("~/immich", HOME_SHAPE), ("$HOME", HOME_SHAPE),
+    ("", "home_directory must not be empty: name a directory below the box root, for example immich"),
 ])
-def test_home_directory_rules(path, problem):
-    found = home_directory_problem(path)
-    assert found is None if problem is None else problem in found
+def test_home_directory_refused_with_the_reason(path, problem):
+    assert home_directory_problem(path) == problem
 
 
 def test_partial_update_sends_only_set_and_changed_keys():
