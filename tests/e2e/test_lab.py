@@ -278,7 +278,8 @@ def test_no_secret_in_the_servers_journal_or_in_a_file_others_can_read(first):
     stack's configuration directories that others may read are searched for every lab secret."""
     journal = out(SERVER, "journalctl --no-pager -o cat")
     assert len(journal.splitlines()) > 100  # the journal of a converged server, not an empty answer
-    readable = out(SERVER, "find /opt/immich /etc/traefik /etc/selfhost-immich /etc/selfhost-restic /etc/systemd/system "
+    readable = out(SERVER, "find /opt/immich /etc/traefik /etc/selfhost-immich /etc/selfhost-restic "
+                           "/etc/systemd/system "
                            "-type f -perm -o=r -print0 2>/dev/null | xargs -0 -r cat")
     assert_no_secret({"the server's journal": journal, "a file others can read": readable})
 

@@ -26,7 +26,8 @@ def route() -> dict:
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     templar = Templar(loader=DataLoader(), variables={**trust(defaults), **trust(role_vars), "immich_domain": DOMAIN})
-    return yaml.safe_load(templar.template(trust_as_template((ROLE / "templates" / "traefik-immich.yml.j2").read_text())))
+    template = (ROLE / "templates" / "traefik-immich.yml.j2").read_text()
+    return yaml.safe_load(templar.template(trust_as_template(template)))
 
 
 def _sign_up_regex(rule: str) -> re.Pattern:
@@ -49,7 +50,8 @@ def test_every_spelling_of_the_sign_up_is_refused(route, path):
     assert route["http"]["middlewares"][middleware] == {"ipAllowList": {"sourceRange": ["0.0.0.0/32"]}}
 
 
-@pytest.mark.parametrize("path", ["/api/auth/login", "/api/server/ping", "/api/auth/admin", "/x/api/auth/admin-sign-up"])
+@pytest.mark.parametrize("path", ["/api/auth/login", "/api/server/ping", "/api/auth/admin",
+                                  "/x/api/auth/admin-sign-up"])
 def test_other_paths_are_not_caught(route, path):
     assert not _sign_up_regex(route["http"]["routers"]["immich-admin-sign-up"]["rule"]).match(path)
 
