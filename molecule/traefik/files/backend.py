@@ -2,6 +2,8 @@
 """Stand-in for an app behind Traefik (Immich in production), run in the scenario's backend container.
 
 GET  any path           -> 200 JSON {"backend", "path", "headers"}: what arrived through the proxy.
+GET  /sleep?seconds=S&marker=M -> touches /tmp/molecule-sleep-M on arrival, waits S seconds, then answers as
+                           above plus {"slept": S}: a request still in flight when Traefik restarts.
 POST /upload?rate_mib=R -> reads the body at most R MiB/s (a slow disk or a busy Immich), then answers
                            200 JSON {"bytes", "sha256", "seconds"}. Backpressure makes Traefik read the
                            client's body just as slowly, which is what its readTimeout measures.
@@ -14,6 +16,7 @@ import json
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 CHUNK = 64 * 1024
@@ -31,7 +34,15 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self._reply({"backend": "molecule", "path": self.path, "headers": dict(self.headers.items())})
+        answer = {"backend": "molecule", "path": self.path, "headers": dict(self.headers.items())}
+        url = urlparse(self.path)
+        if url.path == "/sleep":
+            query = parse_qs(url.query)
+            marker = "".join(c for c in query.get("marker", ["x"])[0] if c.isalnum())
+            Path(f"/tmp/molecule-sleep-{marker}").touch()
+            answer["slept"] = float(query.get("seconds", ["3"])[0])
+            time.sleep(answer["slept"])
+        self._reply(answer)
 
     def do_POST(self) -> None:  # noqa: N802
         query = parse_qs(urlparse(self.path).query)

@@ -197,6 +197,86 @@ def test_slow_200mb_upload_outlasts_the_60s_default(client, route):
     assert float(seconds) > 60, f"the upload took only {seconds}s: it does not prove the timeout fix"
 
 
+# Traefik's own graceTimeOut is 10 s: a request with more than that left when the restart begins is cut unless the
+# role's lifeCycle (traefik_grace_timeout, 30 s) is in effect. 25 s leave > 15 s after the test's own delays.
+SLOW_SECONDS = 25
+SLOW_REQUEST = f"""#!/bin/sh
+{CURL} --max-time 120 -o /tmp/slow.body -w '%{{http_code}}' \\
+  'https://{DOMAIN}/sleep?seconds={SLOW_SECONDS}&marker=restart' > /tmp/slow.code 2> /tmp/slow.err
+echo $? > /tmp/slow.rc
+"""
+
+
+def _main_pid(host) -> str:
+    pid = host.check_output("systemctl show -P MainPID traefik")
+    assert pid.isdigit() and pid != "0", pid
+    return pid
+
+
+def test_request_in_flight_finishes_across_a_restart(host, client, route):
+    client.check_output("rm -f /tmp/molecule-sleep-restart /tmp/slow.body /tmp/slow.code /tmp/slow.err /tmp/slow.rc")
+    client.check_output(f"cat > /usr/local/bin/slow-request <<'EOF'\n{SLOW_REQUEST}EOF")
+    client.check_output("chmod 0755 /usr/local/bin/slow-request")
+    pid_before = _main_pid(host)
+    client.check_output("systemd-run --unit=slow-request --collect /usr/local/bin/slow-request")
+    # The backend marks the request's arrival: it is in flight through Traefik from now on.
+    deadline = time.monotonic() + 30
+    while not client.file("/tmp/molecule-sleep-restart").exists:
+        assert time.monotonic() < deadline, "the slow request never reached the backend"
+        time.sleep(0.5)
+    time.sleep(1)
+    started = time.monotonic()
+    host.check_output("systemctl restart traefik")
+    stopping_took = time.monotonic() - started
+    deadline = time.monotonic() + 60
+    while not client.file("/tmp/slow.rc").exists:
+        assert time.monotonic() < deadline, "the slow request never ended"
+        time.sleep(1)
+    rc, code = client.file("/tmp/slow.rc").content_string.strip(), client.file("/tmp/slow.code").content_string
+    assert (rc, code) == ("0", "200"), f"rc={rc} code={code} {client.file('/tmp/slow.err').content_string}"
+    assert json.loads(client.file("/tmp/slow.body").content_string)["slept"] == SLOW_SECONDS
+    # Really restarted, and the restart waited for the request (an immediate stop takes a second or two).
+    assert _main_pid(host) != pid_before
+    assert stopping_took > 10, f"the restart took only {stopping_took:.1f}s"
+    client.run("rm -f /usr/local/bin/slow-request")
+
+
+FRESH_FILE = "/etc/traefik/dynamic/molecule-fresh.yml"
+
+
+def test_dynamic_change_applies_live_without_a_restart(host, client, route):
+    pid, restarts = _main_pid(host), host.check_output("systemctl show -P NRestarts traefik")
+    tag = f"fresh-{time.time_ns()}"
+    fresh = f"""\
+http:
+  routers:
+    molecule-fresh:
+      rule: Host(`{DOMAIN}`) && PathPrefix(`/fresh`)
+      entryPoints: [websecure]
+      service: molecule-backend
+      middlewares: [molecule-fresh]
+  middlewares:
+    molecule-fresh:
+      headers:
+        customRequestHeaders:
+          X-Molecule-Route: {tag}
+"""
+    host.check_output(f"install -o root -g traefik -m 0640 /dev/null {FRESH_FILE}")
+    host.check_output(f"cat > {FRESH_FILE} <<'EOF'\n{fresh}EOF")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            answer = client.run(f"{CURL} -f https://{DOMAIN}/fresh/x")
+            if answer.rc == 0 and json.loads(answer.stdout)["headers"].get("X-Molecule-Route") == tag:
+                break
+            assert time.monotonic() < deadline, f"the new route never answered: {answer.stdout} {answer.stderr}"
+            time.sleep(1)
+    finally:
+        host.run(f"rm -f {FRESH_FILE}")
+    assert _main_pid(host) == pid
+    assert host.check_output("systemctl show -P NRestarts traefik") == restarts
+
+
 def test_restart_keeps_the_certificate(host, client, standin, certificate):
     acme_before = json.loads(host.file("/var/lib/traefik/acme.json").content_string)
     host.check_output("systemctl restart traefik")

@@ -20,7 +20,7 @@ def token(scenario_dir) -> str:
 
 @pytest.fixture(scope="module")
 def ansible_outputs(scenario_dir) -> dict:
-    return {run: (scenario_dir / f"twin-{run}-run.log").read_text() for run in ("check", "first", "second")}
+    return {run: (scenario_dir / f"twin-{run}-run.log").read_text() for run in ("check", "first", "second", "dynamic")}
 
 
 def test_platform_architecture(host, expected_arch):
@@ -99,3 +99,17 @@ def test_firewall_drops_what_is_not_allowed(host, standin):
         assert blocked.rc == 28, blocked.stderr  # timed out: dropped, not refused
     finally:
         host.run("systemctl stop fw-probe")
+
+
+def test_dynamic_only_change_applies_without_a_restart(host, ansible_outputs, scenario_dir):
+    # side_effect's last run changed only traefik_referrer_policy, which lives in the dynamic selfhost-edge.yml.
+    output = ansible_outputs["dynamic"]
+    recap = re.search(r"^traefik-amd64\s*:.*$", output, re.M).group(0)
+    assert re.search(r"\bchanged=1\b", recap), recap
+    assert re.search(r"\bfailed=0\b", recap), recap
+    assert "no-referrer" in output  # the diff of selfhost-edge.yml
+    assert "RUNNING HANDLER [selfhost.immich.traefik : Restart traefik]" not in output
+    pids = yaml.safe_load((scenario_dir / "twin-dynamic-pids.yml").read_text())
+    assert pids["before"] == pids["after"] == host.check_output("systemctl show -P MainPID traefik") != "0"
+    edge = yaml.safe_load(host.file("/etc/traefik/dynamic/selfhost-edge.yml").content_string)
+    assert edge["http"]["middlewares"]["security-headers"]["headers"]["referrerPolicy"] == "no-referrer"

@@ -87,7 +87,10 @@ IMMICH_BAD = {
         {"immich_admin_email": None, "immich_admin_password": None},
         "immich_admin_email and immich_admin_password (vault) are required",
     ),
-    "admin-password-newline": ({"immich_admin_password": IMMICH_ADMIN_SENTINEL + "\n"}, "without surrounding whitespace"),
+    "admin-password-newline": (
+        {"immich_admin_password": IMMICH_ADMIN_SENTINEL + "\n"},
+        "without surrounding whitespace",
+    ),
     "admin-email-not-an-address": ({"immich_admin_email": "admin"}, "immich_admin_email and immich_admin_password"),
     "admin-name-newline": ({"immich_admin_name": "Admin\nx"}, "one-line immich_admin_name"),
     "version-newline": ({"immich_version": "v3.3.1\n"}, "is not supported"),
@@ -110,9 +113,18 @@ IMMICH_BAD = {
 
 # --- restic
 RESTIC_SENTINEL_PASSWORD = "sentinel-restic-pass-4b1d"
+RESTIC_SENTINEL_TOKEN = "sentinel-hetzner-token-5c2e"
 RESTIC_VALID = {"restic_password": RESTIC_SENTINEL_PASSWORD}
-RESTIC_VALID_CASES = {"valid": RESTIC_VALID}
-RESTIC_SECRETS = [RESTIC_SENTINEL_PASSWORD]
+RESTIC_VALID_CASES = {
+    "valid": RESTIC_VALID,
+    # A lab's plain-HTTP API stand-in, allowed by the switch.
+    "lab-http-api": {**RESTIC_VALID, "restic_storagebox_api_token": RESTIC_SENTINEL_TOKEN, "restic_storagebox_id": 1,
+                     "restic_storagebox_api_url": "http://hetzner-fake:8080/v1",
+                     "restic_storagebox_api_allow_http": True},
+    "loopback-http-api": {**RESTIC_VALID, "restic_storagebox_api_token": RESTIC_SENTINEL_TOKEN,
+                          "restic_storagebox_id": 1, "restic_storagebox_api_url": "http://127.0.0.1:8080/v1"},
+}
+RESTIC_SECRETS = [RESTIC_SENTINEL_PASSWORD, RESTIC_SENTINEL_TOKEN]
 # case -> (overrides of RESTIC_VALID, text the failure must contain); None leaves the variable unset.
 RESTIC_BAD = {
     "no-password": (
@@ -190,6 +202,27 @@ RESTIC_BAD = {
         {"restic_storagebox_api_token": "sentinel-token"},
         "restic_storagebox_id must be the box's ID",
     ),
+    # Anchored checks: a trailing newline passes `$`, never `\Z`.
+    "version-newline": ({"restic_version": "0.17.3\n"}, "is not supported: give a release as X.Y.Z"),
+    "fingerprint-newline": ({"restic_gpg_fingerprint": "CF8F18F2844575973F79D4E191A6868BD3F7A907\n"}, "40-hex-digit"),
+    "alias-newline": ({"restic_ssh_alias": "selfhost-storagebox\n"}, "restic_ssh_alias is the ssh_config Host alias"),
+    "calendar-newline": ({"restic_backup_on_calendar": "*-*-* 03:00:00\n"}, "restic_backup_on_calendar and"),
+    # The repository path lands in restic.env (systemd and the selfhost-restic wrapper read it).
+    "path-command-substitution": ({"restic_repository_path": "restic$(touch /tmp/pwned)"},
+                                  "restic_repository_path must be a path on the box"),
+    "path-newline": ({"restic_repository_path": "restic\nRESTIC_PASSWORD_COMMAND=sh"},
+                     "restic_repository_path must be a path on the box"),
+    "path-dot-dot": ({"restic_repository_path": "restic/../../etc"}, "no '..' segment"),
+    "path-leading-dash": ({"restic_repository_path": "--password-command=x"}, "no leading '-'"),
+    "dumps-dir-unit-injection": ({"restic_immich_dumps_dir": "/srv/backups\nExecStartPre=/bin/sh"},
+                                 "restic_immich_dumps_dir only letters"),
+    "db-name-injection": ({"restic_db_name": "immich --file=/etc/shadow"}, "restic_db_name and restic_db_user"),
+    "api-url-plain-http": ({"restic_storagebox_api_token": "sentinel-token", "restic_storagebox_id": 1,
+                            "restic_storagebox_api_url": "http://api.hetzner.example/v1"},
+                           "unless restic_storagebox_api_allow_http is true"),
+    "api-url-newline": ({"restic_storagebox_api_token": "sentinel-token", "restic_storagebox_id": 1,
+                         "restic_storagebox_api_url": "https://api.hetzner.com/v1\n"},
+                        "restic_storagebox_api_url must be empty or https://"),
 }
 
 # --- traefik
@@ -206,6 +239,19 @@ TRAEFIK_VALID_CASES = {
         "traefik_acme_challenge": "dns-cloudflare",
         "traefik_cloudflare_dns_api_token": TRAEFIK_SENTINEL_TOKEN,
         "traefik_acme_domains": ["example.org", "*.example.org"],
+    },
+    # The secrets guard fires only while a served file holds a secret (traefik_dynamic_secrets) ...
+    "debug-without-dynamic-secrets": {**TRAEFIK_VALID, "traefik_log_level": "DEBUG"},
+    # ... and then allows INFO, and an access log that keeps other headers but redacts Authorization.
+    "dynamic-secrets-at-info": {
+        **TRAEFIK_VALID,
+        "traefik_dynamic_secrets": True,
+        "traefik_access_log_enabled": True,
+        "traefik_access_log_headers": {"User-Agent": "keep", "Authorization": "redact"},
+        "traefik_request_accept_grace_timeout": "0s",
+        "traefik_grace_timeout": "2m",
+        "traefik_cert_resolver": "le_prod-1",
+        "traefik_acme_ca_server": "https://acme-staging-v02.api.letsencrypt.org/directory",
     },
 }
 TRAEFIK_SECRETS = [TRAEFIK_SENTINEL_TOKEN]
@@ -258,6 +304,18 @@ TRAEFIK_BAD = {
     "dashboard-without-auth": (
         {"traefik_dashboard_enabled": True, "traefik_dashboard_host": "traefik.example.org"},
         "never served without authentication",
+    ),
+    "cert-resolver-injection": (
+        {"traefik_cert_resolver": "acme\napi: {insecure: true}"},
+        "traefik_cert_resolver must be a name of letters, digits, '-' and '_'",
+    ),
+    "grace-malformed": (
+        {"traefik_grace_timeout": "30 s"},
+        "traefik_grace_timeout: must be whole seconds or minutes of at least 1s",
+    ),
+    "debug-with-dynamic-secrets": (
+        {"traefik_dynamic_secrets": True, "traefik_log_level": "DEBUG"},
+        "traefik_dynamic_secrets is true (a file Traefik serves holds a secret",
     ),
 }
 

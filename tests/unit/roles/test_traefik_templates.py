@@ -23,6 +23,8 @@ TOKEN = "cf-sentinel-token-0123456789"
 FACTS = {"architecture": "aarch64", "distribution": "Debian", "distribution_major_version": "12"}
 PREFLIGHT = {"preflight_arch": "arm64"}  # set by the shared preflight role from the facts
 BASE = {"traefik_acme_email": "admin@example.org", "traefik_cloudflare_dns_api_token": TOKEN}
+# Traefik's own graceTimeOut is 10s: requests in flight longer than that were cut on a restart.
+LIFECYCLE = {"requestAcceptGraceTimeout": "2s", "graceTimeOut": "30s"}
 
 
 def _variables(**overrides) -> dict:
@@ -64,6 +66,7 @@ def test_entrypoints_redirect_and_immich_timeouts():
     web, websecure = config["entryPoints"]["web"], config["entryPoints"]["websecure"]
     assert web == {
         "address": ":80",
+        "transport": {"lifeCycle": LIFECYCLE},
         "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}},
     }
     assert websecure["address"] == ":443"
@@ -85,7 +88,7 @@ def test_extra_entrypoints_and_dynamic_dir():
     )
     assert config["entryPoints"]["ml-gateway"] == {
         "address": "127.0.0.1:3003",
-        "transport": {"respondingTimeouts": {"readTimeout": "600s", "idleTimeout": "600s"}},
+        "transport": {"lifeCycle": LIFECYCLE, "respondingTimeouts": {"readTimeout": "600s", "idleTimeout": "600s"}},
     }
     assert config["providers"] == {"file": {"directory": "/srv/traefik/dynamic", "watch": True}}
 
@@ -234,3 +237,141 @@ def test_defaults_mirror_the_argument_specs():
         templated = "{{" in str(defaults.get(name, ""))  # computed defaults are described, not listed
         if "default" in spec and not templated:
             assert defaults[name] == spec["default"], name
+
+
+def _stop_timeout(unit: str) -> int:
+    (line,) = [line for line in unit.splitlines() if line.startswith("TimeoutStopSec=")]
+    match = re.fullmatch(r"TimeoutStopSec=([0-9]+)s", line)
+    assert match, line
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize(
+    ("accept", "grace", "seconds"),
+    [("2s", "30s", 32), ("0s", "1s", 1), ("5s", "2m", 125), ("1m", "10m", 660)],
+)
+def test_every_entrypoint_drains_on_restart_and_systemd_waits_longer(accept, grace, seconds):
+    overrides = {
+        "traefik_request_accept_grace_timeout": accept,
+        "traefik_grace_timeout": grace,
+        "traefik_extra_entrypoints": {"ml-gateway": {"address": "127.0.0.1:3003"}},
+    }
+    entrypoints = static(**overrides)["entryPoints"]
+    assert set(entrypoints) == {"web", "websecure", "ml-gateway"}
+    for name, entrypoint in entrypoints.items():
+        lifecycle = entrypoint["transport"]["lifeCycle"]
+        assert lifecycle == {"requestAcceptGraceTimeout": accept, "graceTimeOut": grace}, name
+    # systemd sends SIGKILL after TimeoutStopSec: it must leave Traefik both grace times, with a margin.
+    assert _stop_timeout(render("traefik.service.j2", **overrides)) > seconds
+    assert _stop_timeout(render("traefik.service.j2", **overrides)) >= seconds + 10
+
+
+def test_default_grace_outlasts_traefiks_own_10s():
+    lifecycle = static()["entryPoints"]["websecure"]["transport"]["lifeCycle"]
+    assert lifecycle == LIFECYCLE
+    assert _stop_timeout(render("traefik.service.j2")) > 32
+
+
+def test_access_log_header_modes():
+    logged = static(
+        traefik_access_log_enabled=True,
+        traefik_access_log_headers_default_mode="redact",
+        traefik_access_log_headers={"User-Agent": "keep", "Authorization": "drop"},
+    )
+    assert logged["accessLog"]["fields"]["headers"] == {
+        "defaultMode": "redact",
+        "names": {"User-Agent": "keep", "Authorization": "drop"},
+    }
+
+
+# A value with a line break, a colon or YAML flow syntax must stay one value: before every interpolation was written
+# as a JSON string, a certificate resolver named "acme\napi: {insecure: true}" enabled the insecure API.
+HOSTILE = "x\napi: {insecure: true, dashboard: true}\nlog: {level: DEBUG}\n#"
+
+
+@pytest.mark.parametrize(
+    ("template", "overrides"),
+    [
+        ("traefik.yml.j2", {"traefik_cert_resolver": HOSTILE}),
+        ("traefik.yml.j2", {"traefik_extra_entrypoints": {HOSTILE: {"address": "127.0.0.1:3003"}}}),
+        ("traefik.yml.j2", {"traefik_extra_entrypoints": {"x": {"address": HOSTILE}}}),
+        ("traefik.yml.j2", {"traefik_read_timeout": HOSTILE, "traefik_idle_timeout": HOSTILE}),
+        ("traefik.yml.j2", {"traefik_grace_timeout": HOSTILE, "traefik_request_accept_grace_timeout": HOSTILE}),
+        ("traefik.yml.j2", {"traefik_log_level": "INFO\napi: {insecure: true}"}),
+        ("traefik.yml.j2", {"traefik_acme_email": HOSTILE, "traefik_acme_ca_server": HOSTILE,
+                            "traefik_acme_key_type": HOSTILE, "traefik_dynamic_dir": HOSTILE}),
+        ("traefik.yml.j2", {"traefik_access_log_enabled": True, "traefik_access_log_format": HOSTILE,
+                            "traefik_access_log_headers_default_mode": HOSTILE,
+                            "traefik_access_log_headers": {HOSTILE: HOSTILE}}),
+        ("dynamic/selfhost-edge.yml.j2", {"traefik_cert_resolver": HOSTILE, "traefik_referrer_policy": HOSTILE,
+                                          "traefik_acme_domains": [HOSTILE, HOSTILE]}),
+        ("dynamic/selfhost-dashboard.yml.j2", {"traefik_dashboard_host": HOSTILE,
+                                               "traefik_dashboard_users": [HOSTILE]}),
+    ],
+    ids=["cert-resolver", "entrypoint-name", "entrypoint-address", "timeouts", "grace", "log-level", "acme",
+         "access-log", "edge", "dashboard"],
+)
+def test_hostile_values_stay_values(template, overrides):
+    # The role refuses such values first (validate.yml); the templates must not depend on that alone.
+    text = render(template, **overrides)
+    document = yaml.safe_load(text)
+    assert "api" not in document
+    assert document.get("log", {}).get("level") != "DEBUG"
+    leaves = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, item in node.items():
+                leaves.append(key)
+                walk(item)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        else:
+            leaves.append(node)
+
+    walk(document)
+    hostile = [leaf for leaf in leaves if isinstance(leaf, str) and "insecure: true" in leaf]
+    assert hostile, "the hostile value did not arrive as one string"
+    assert "insecure" not in [leaf for leaf in leaves if isinstance(leaf, str) and "\n" not in leaf]
+
+
+def _tasks(*files: str) -> list[dict]:
+    tasks = []
+    for name in files:
+        for task in yaml.safe_load((ROLE / "tasks" / name).read_text()):
+            tasks.extend(task.get("block", [task]))
+    return tasks
+
+
+def _destinations(task: dict) -> list[str]:
+    module = task.get("selfhost.immich.file_set") or task.get("ansible.builtin.file") or {}
+    paths = [entry["dest"] for entry in module.get("files", [])]
+    paths += [entry["path"] for entry in module.get("directories", [])]
+    if "path" in module:
+        paths.append(module["path"])
+    if "dest" in module:
+        paths.append(module["dest"])
+    return paths
+
+
+def test_only_static_changes_restart_traefik():
+    """Dynamic configuration (the file provider's directory) is reloaded live: nothing written there notifies."""
+    tasks = _tasks("install.yml", "configure.yml", "firewall.yml", "service.yml")
+    notifying = {task["name"]: task.get("notify") for task in tasks if task.get("notify")}
+    for task in tasks:
+        dynamic = [path for path in _destinations(task) if path.startswith("{{ traefik_dynamic_dir }}/")]
+        if dynamic:
+            assert "notify" not in task, f"{task['name']} writes {dynamic} and notifies {task['notify']}"
+    restarting = {name for name, notify in notifying.items() if "Restart traefik" in notify}
+    assert restarting == {
+        "Write the static configuration",
+        "Write the service environment (secrets)",
+        "Install the CA that signed the ACME directory's certificate",
+        "Remove an ACME CA bundle that is no longer configured",
+        "Write the systemd unit",
+        "Point the traefik command at the pinned release",
+    }
+    # The task that writes the shared dynamic file also creates the directories: it must not notify either.
+    edge = [task for task in tasks if "{{ traefik_dynamic_dir }}/selfhost-edge.yml" in _destinations(task)]
+    assert len(edge) == 1 and "notify" not in edge[0]
