@@ -101,11 +101,23 @@ def test_secrets_are_root_only_and_the_repository_goes_through_the_alias(host):
     for path in ["/etc/selfhost-restic/password", "/etc/selfhost-restic/restic.env", "/etc/selfhost-restic/run.json"]:
         secret = host.file(path)
         assert (secret.user, secret.mode) == ("root", 0o600), path
+    folder = host.file("/etc/selfhost-restic")
+    assert (folder.user, folder.mode) == ("root", 0o700)
     env = host.file("/etc/selfhost-restic/restic.env").content_string
     assert "RESTIC_REPOSITORY=sftp:selfhost-storagebox:restic\n" in env
     assert "Lab-Restic-Repo-Pass-2026" not in env + host.file("/etc/selfhost-restic/run.json").content_string
     # Port 23 comes from the alias: restic reached the box's repository (made by converge) through it.
     assert docker_exec(BOX, f"test -f {REPO_ON_BOX}/config && ls {REPO_ON_BOX}/keys | wc -l").strip() == "1"
+
+
+def test_the_wrapper_reads_the_environment_as_data(host):
+    """selfhost-restic never runs restic.env as shell: an injected line stops it before restic runs."""
+    host.check_output("rm -f /tmp/pwned && sed 's/^RESTIC_CACHE_DIR=.*/RESTIC_CACHE_DIR=$(touch \\/tmp\\/pwned)/' "
+                      "/etc/selfhost-restic/restic.env > /root/injected.env")
+    refused = host.run("SELFHOST_RESTIC_ENV_FILE=/root/injected.env selfhost-restic snapshots --no-lock")
+    host.run("rm -f /root/injected.env")
+    assert refused.rc == 2 and "restic was not run" in refused.stderr, refused.stderr
+    assert not host.file("/tmp/pwned").exists
 
 
 def test_timers_are_active_and_catch_up(host):
@@ -159,8 +171,8 @@ def test_restore_playbook_restores_the_files_and_replays_the_dump_into_the_stopp
     latest = snapshots(host)[-1]["short_id"]
     restore = {
         "restore_hosts": "restic-arm64", "restore_target": target, "restore_database": True,
-        "restore_stack_unit": f"{stack}.service", "restore_db_start_command": "",
-        "restore_psql_command": "psql --host=restic-aux --username=postgres --dbname=immich_restored",
+        "restore_stack_unit": f"{stack}.service", "restore_db_start_command": [],
+        "restore_psql_command": ["psql", "--host=restic-aux", "--username=postgres", "--dbname=immich_restored"],
     }
     play = SCENARIO_DIR.parents[1] / "playbooks" / "restore.yml"
 

@@ -37,6 +37,8 @@ CASES = {
     "missing-key": ({"runpod_endpoint_api_key": None}, ["missing required arguments: runpod_endpoint_api_key"]),
     "empty-key": ({"runpod_endpoint_api_key": ""}, ["runpod_endpoint_api_key is empty or malformed"]),
     "wildcard-gateway": ({"runpod_endpoint_gateway_address": "0.0.0.0"}, ["never 0.0.0.0 or loopback"]),
+    "plain-http-without-the-lab-switch": ({"runpod_endpoint_api_allow_http": False},
+                                          ["unless runpod_endpoint_api_allow_http is true"]),
 }
 
 
@@ -47,7 +49,8 @@ def test_platform_architecture(host, expected_arch):
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_fails_clearly_before_any_write(case, fake_runpod, lab_key, tmp_path):
     overrides, expected = CASES[case]
-    role_vars = {"runpod_endpoint_api_key": lab_key, "runpod_endpoint_api_url": fake_runpod.url}
+    role_vars = {"runpod_endpoint_api_key": lab_key, "runpod_endpoint_api_url": fake_runpod.url,
+                 "runpod_endpoint_api_allow_http": True}
     role_vars.update(overrides)
     role_vars = {k: v for k, v in role_vars.items() if v is not None}
     (tmp_path / "play.yml").write_text(PLAY)

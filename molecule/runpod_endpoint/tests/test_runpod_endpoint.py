@@ -173,6 +173,8 @@ def test_key_files_are_private(host):
     assert (gateway.user, gateway.mode) == ("traefik", 0o600)
     guard = host.file(GUARD_ENV)
     assert (guard.user, guard.group, guard.mode) == ("root", "root", 0o600)
+    folder = host.file(str(Path(GUARD_ENV).parent))
+    assert (folder.user, folder.group, folder.mode) == ("root", "root", 0o700)
 
 
 def test_key_is_only_in_its_two_files(host):

@@ -1,7 +1,8 @@
-"""The restic role's job runner (roles/restic/files/restic-run) exits with the exact outcome.
+"""The restic role's job runner (roles/restic/files/restic-run) exits with the exact outcome, and its wrapper
+(roles/restic/files/selfhost-restic) reads restic.env as data, never as shell.
 
 A fake `restic` records its calls and exits with the code the test gives per subcommand; a local HTTP
-server records the pings. The runner is executed as it is on the host (python3, its own process).
+server records the pings. The runner and the wrapper are executed as they are on the host (their own process).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 RUNNER = REPO / "roles" / "restic" / "files" / "restic-run"
+WRAPPER = REPO / "roles" / "restic" / "files" / "selfhost-restic"
 TRAILER = "--\\n-- PostgreSQL database dump complete\\n--\\n"
 FAKE_RESTIC = """#!/bin/sh
 echo "$*" >> "$FAKE_LOG"
@@ -138,3 +140,60 @@ def test_an_unreachable_monitor_does_not_change_the_outcome(tmp_path):
     assert code == 0
     code, _ = run(tmp_path, "backup", "http://127.0.0.1:9/ping/x", {"backup": 3})
     assert code == 3
+
+
+# --- the selfhost-restic wrapper (used by the role's probe and init, restore.yml and by hand)
+FAKE_RESTIC_ENV = """#!/bin/sh
+printf '%s\\n' "$*" "$RESTIC_REPOSITORY" "$RESTIC_PASSWORD_FILE" "$RESTIC_CACHE_DIR" > "$FAKE_LOG"
+"""
+GOOD_ENV = (
+    "# Managed by selfhost.immich\n"
+    "RESTIC_REPOSITORY=sftp:selfhost-storagebox:backups/restic\n"
+    "RESTIC_PASSWORD_FILE=/etc/selfhost-restic/password\n"
+    "RESTIC_CACHE_DIR=/var/cache/selfhost-restic\n"
+)
+
+
+def wrap(tmp_path: Path, env_text: str, *args: str) -> tuple[subprocess.CompletedProcess, list[str] | None]:
+    fake = tmp_path / "restic"
+    fake.write_text(FAKE_RESTIC_ENV)
+    fake.chmod(0o755)
+    (tmp_path / "restic.env").write_text(env_text)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")},
+        "SELFHOST_RESTIC_ENV_FILE": str(tmp_path / "restic.env"),
+        "SELFHOST_RESTIC_BINARY": str(fake),
+        "FAKE_LOG": str(tmp_path / "calls.log"),
+    }
+    result = subprocess.run(["bash", str(WRAPPER), *args], env=env, capture_output=True, text=True, timeout=30,
+                            cwd=tmp_path)
+    log = tmp_path / "calls.log"
+    return result, log.read_text().splitlines() if log.exists() else None
+
+
+def test_the_wrapper_hands_restic_the_environment_and_the_arguments(tmp_path):
+    result, seen = wrap(tmp_path, GOOD_ENV, "snapshots", "--json", "$(id)")
+    assert result.returncode == 0, result.stderr
+    assert seen == ["snapshots --json $(id)", "sftp:selfhost-storagebox:backups/restic",
+                    "/etc/selfhost-restic/password", "/var/cache/selfhost-restic"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param("RESTIC_REPOSITORY=sftp:box:$(touch {marker})", id="command-substitution"),
+        pytest.param("RESTIC_REPOSITORY=sftp:box:`touch {marker}`", id="backticks"),
+        pytest.param("RESTIC_CACHE_DIR=/tmp; touch {marker}", id="semicolon"),
+        pytest.param('RESTIC_REPOSITORY="sftp:box:r" && touch {marker}', id="quotes-and-and"),
+        pytest.param("touch {marker}", id="bare-command"),
+        pytest.param("BASH_ENV={marker}", id="unknown-key"),
+        pytest.param("RESTIC_REPOSITORY=sftp:box:${{IFS}}x", id="parameter-expansion"),
+    ],
+)
+def test_the_wrapper_never_runs_the_env_file_as_shell(tmp_path, line):
+    marker = tmp_path / "pwned"
+    result, seen = wrap(tmp_path, GOOD_ENV + line.format(marker=marker) + "\n", "snapshots")
+    assert not marker.exists(), "a line of restic.env was executed"
+    assert seen is None, "restic ran with an environment file it should have refused"
+    assert result.returncode == 2
+    assert "restic.env line 5 is not RESTIC_REPOSITORY" in result.stderr

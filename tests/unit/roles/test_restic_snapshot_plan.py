@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,32 @@ def test_without_a_token_nothing_is_called(tmp_path, fake):
     result = converge(tmp_path, fake, {"restic_storagebox_id": 1})
     assert result.returncode == 0, result.stdout + result.stderr
     assert fake.log == []
+
+
+def own_address() -> str:
+    """This machine's address on its default route (not loopback), or skip."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent for UDP connect
+            address = probe.getsockname()[0]
+        except OSError:
+            address = ""
+    if not address or address.startswith("127."):
+        pytest.skip("no non-loopback address on this machine")
+    return address
+
+
+def test_plain_http_to_another_host_needs_the_lab_switch(tmp_path):
+    address = own_address()
+    with HetznerFake({"storage_boxes": [{"id": 1, "name": "photos"}]}, token=TOKEN, host="0.0.0.0") as remote:
+        variables = {"restic_storagebox_api_token": TOKEN, "restic_storagebox_id": 1,
+                     "restic_storagebox_api_url": f"http://{address}:{remote.port}{remote.prefix}",
+                     "restic_storagebox_snapshot_plan": {"max_snapshots": 10, "hour": 1, "minute": 30}}
+        refused = converge(tmp_path, remote, variables)
+        assert refused.returncode != 0
+        assert "api_allow_http" in refused.stdout and remote.log == []
+        allowed = converge(tmp_path, remote, {**variables, "restic_storagebox_api_allow_http": True})
+        assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+        assert remote.boxes[1]["snapshot_plan"]["max_snapshots"] == 10
+        assert TOKEN not in refused.stdout + refused.stderr + allowed.stdout + allowed.stderr
+        assert remote.violations == []
