@@ -19,8 +19,9 @@ import json
 import subprocess
 import time
 
-ENV = ("set -a; . /etc/selfhost-restic/restic.env; set +a; "
-       "export RESTIC_REPOSITORY=sftp:selfhost-storagebox:restic-bench RESTIC_CACHE_DIR=/var/cache/restic-bench; ")
+# The role's wrapper (its password file and SSH alias; restic.env is read as data, never sourced), on a separate
+# repository and cache: restic's --repo/--cache-dir flags win over the wrapper's environment.
+RESTIC = "selfhost-restic --repo sftp:selfhost-storagebox:restic-bench --cache-dir /var/cache/restic-bench "
 
 
 def sh(host: str, script: str) -> str:
@@ -58,11 +59,11 @@ def main() -> None:
 
     sh(host, f"rm -rf /srv/bench /root/bench-restore; mkdir -p /srv/bench/library && cd /srv/bench/library && "
              f"for i in $(seq {mib}); do head -c 1048576 /dev/urandom > IMG_$i.jpg; done")
-    sh(host, ENV + "restic cat config >/dev/null 2>&1 || restic init >/dev/null")
-    backup = ENV + "restic backup --json --host bench /srv/bench"
+    sh(host, RESTIC + "cat config >/dev/null 2>&1 || " + RESTIC + "init >/dev/null")
+    backup = RESTIC + "backup --json --host bench /srv/bench"
     first = timed(host, backup)
     second = timed(host, backup)
-    restore = timed(host, ENV + "restic restore latest --host bench --target /root/bench-restore")
+    restore = timed(host, RESTIC + "restore latest --host bench --target /root/bench-restore")
     digest = "cd {} && find . -type f -print0 | sort -z | xargs -0 sha256sum"
     same = sh(host, digest.format("/srv/bench")) == sh(host, digest.format("/root/bench-restore/srv/bench"))
     s1, s2 = summary(first[3]), summary(second[3])
