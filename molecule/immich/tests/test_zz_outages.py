@@ -4,9 +4,11 @@ Named to sort after test_immich.py: pytest runs the files in name order, and the
 the host, the mount and the box, so every other check has run on the undisturbed stack before them. Each one
 leaves the stack running on the mounted box again (and fails if it cannot).
 
-A box outage while the mount stays up is not here: sshfs `reconnect` keeps the mount through it (writes fail,
-then succeed again; molecule/sshfs_storagebox proves that), so the unit has nothing to stop. What the unit
-promises is about the MOUNT: Immich runs only while the box is mounted and starts again when it is back.
+A box outage while the mount stays up, and a dead or hung SSHFS daemon, are not here: sshfs `reconnect` rides out
+a short one, and the role's health timer (storagebox-mount-health) heals a mount that stops answering by stopping
+Immich, remounting and starting it again (molecule/sshfs_storagebox and the fault-injection step
+tests/e2e/test_faults.py prove those). What the unit promises is about the MOUNT: Immich runs only while the box
+is mounted and starts again when it is back.
 """
 
 from __future__ import annotations
