@@ -10,7 +10,8 @@
 # named after its scenario), so two can run side by side on one dockerd. Each step logs to its own file, printed
 # whole when the step ends; the summary lists the steps in queue order with their start offset and duration, and
 # the end of every failed step's log is printed again just above it.
-# SELFHOST_SCENARIOS="docker traefik lab" limits the scenarios (lab: the end-to-end step); SELFHOST_SKIP_MOLECULE=1
+# SELFHOST_SCENARIOS="docker traefik lab faults" limits the scenarios (lab: the end-to-end step, faults: the fault
+# injection on the lab); SELFHOST_SKIP_MOLECULE=1
 # skips them all.
 # SELFHOST_TEST_JOBS=1 runs everything in order. Exits non-zero if any step failed; the last line counts the steps.
 set -uo pipefail
@@ -45,12 +46,23 @@ if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then
   # Longest first (fresh-machine minutes, stop 16: immich 18, restic 14, sshfs 14, lab 11, traefik 9, runpod 7,
   # docker 5, site 2); scenarios not named here follow in alphabetical order. `lab` is not a scenario: the end-to-end proof
   # (tests/e2e: the README's first command, tests/lab/up.sh, from nothing, checked from outside, run twice).
-  order="immich restic sshfs_storagebox lab traefik runpod_endpoint docker site"
+  # `faults` is not a scenario either: the fault-injection proof (tests/e2e/test_faults.py) on the lab the end-to-end
+  # step keeps up for it (SELFHOST_LAB_KEEP=1 then; it removes the lab at its end), which saves bringing the lab up
+  # again (~8 min). The two take turns on one lock, so either order works (a faults step first brings the lab up).
+  order="immich restic sshfs_storagebox lab traefik runpod_endpoint faults docker site"
   all=$(cd molecule && ls -d -- */ | tr -d /)
-  for scenario in ${SELFHOST_SCENARIOS:-$order $(printf '%s\n' $all | grep -vxF -f <(printf '%s\n' $order))}; do
+  scenarios=${SELFHOST_SCENARIOS:-$order $(printf '%s\n' $all | grep -vxF -f <(printf '%s\n' $order))}
+  lab_lock=/var/tmp/selfhost-immich/lab.lock keep_lab=0
+  [[ " $scenarios " == *" faults "* ]] && keep_lab=1
+  for scenario in $scenarios; do
     if [[ $scenario == lab ]]; then
-      queue "lab end to end" bash tests/harness/wait-images.sh --quiet "&&" \
-        pytest -p no:cacheprovider -v --durations=0 tests/e2e
+      queue "lab end to end" bash tests/harness/wait-images.sh --quiet "&&" flock "$lab_lock" \
+        env SELFHOST_LAB_KEEP="$keep_lab" pytest -p no:cacheprovider -v --durations=0 tests/e2e/test_lab.py
+      continue
+    fi
+    if [[ $scenario == faults ]]; then
+      queue "lab faults" bash tests/harness/wait-images.sh --quiet "&&" flock "$lab_lock" \
+        pytest -p no:cacheprovider -v tests/e2e/test_faults.py
       continue
     fi
     [[ -f "molecule/$scenario/molecule.yml" ]] || continue

@@ -382,3 +382,21 @@ def test_logout_ends_the_session_and_keeps_the_api_key(start_double):
     assert (answer.status_code, answer.json()["successful"]) == (200, True)
     assert requests.get(f"{double.url}/api/users/me", headers=session, timeout=10).status_code == 401
     assert requests.get(f"{double.url}/api/users/me", headers={"x-api-key": key}, timeout=10).status_code == 200
+
+
+def test_a_dropped_database_connection_fails_one_request_and_the_next_connects_again(start_double):
+    """The fault step's postgres-kill: Immich's pool drops a dead connection and connects again. The double kept its
+    one connection forever and answered every later request with an error until it was restarted."""
+    double = start_double()
+    key = double.admin_key()
+    headers = {"x-api-key": key}
+    assert requests.get(f"{double.url}/api/users/me", headers=headers, timeout=10).status_code == 200
+    with contextlib.closing(psycopg2.connect(**double.db)) as connection, connection.cursor() as cursor:
+        connection.autocommit = True
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    first = requests.get(f"{double.url}/api/users/me", headers=headers, timeout=10)
+    assert first.status_code == 500, first.text  # the statement in flight on the dead connection, not retried
+    again = requests.get(f"{double.url}/api/users/me", headers=headers, timeout=10)
+    assert again.status_code == 200, again.text
+    assert requests.get(f"{double.url}/api/server/ping", timeout=10).json() == {"res": "pong"}

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
 import hashlib
 import json
@@ -118,7 +119,8 @@ def load_config() -> dict:
     return config
 
 
-def connect_db():
+def connect_db(patience: float = 60):
+    """A connection to Immich's database, retried for `patience` seconds (at start: the database may be starting)."""
     settings = {
         "host": os.environ.get("DB_HOSTNAME", "database"),
         "port": int(os.environ.get("DB_PORT", "5432")),
@@ -126,7 +128,7 @@ def connect_db():
         "password": os.environ.get("DB_PASSWORD", ""),
         "dbname": os.environ.get("DB_DATABASE_NAME", "immich"),
     }
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + patience
     while True:
         try:
             connection = psycopg2.connect(connect_timeout=5, **settings)
@@ -205,9 +207,24 @@ class Api:
         self.lock = threading.Lock()
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self.lock, self.db.cursor() as cursor:
-            cursor.execute(sql, args)
-            return cursor.fetchall() if cursor.description else []
+        """One statement. As Immich's connection pool does, a connection the database dropped (a restarted or killed
+        PostgreSQL) is discarded: the statement in flight fails (the request answers 500), the next one connects
+        again. Never retried: its outcome is unknown."""
+        with self.lock:
+            if self.db is None or self.db.closed:
+                try:
+                    self.db = connect_db(patience=0)
+                except StartupError as error:
+                    raise psycopg2.OperationalError(str(error)) from error
+            try:
+                with self.db.cursor() as cursor:
+                    cursor.execute(sql, args)
+                    return cursor.fetchall() if cursor.description else []
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                with contextlib.suppress(psycopg2.Error):
+                    self.db.close()
+                self.db = None
+                raise
 
     def user(self, user_id: str) -> dict:
         (row,) = self.query("SELECT id, email, name, is_admin, created_at FROM users WHERE id = %s", (user_id,))
@@ -570,6 +587,21 @@ class Handler(BaseHTTPRequestHandler):
         return str(rows[0][0]) if rows else None
 
     def do_GET(self) -> None:  # noqa: N802 - BaseHTTPRequestHandler's name
+        self.answer_database_errors(self.get)
+
+    def do_POST(self) -> None:  # noqa: N802 - BaseHTTPRequestHandler's name
+        self.answer_database_errors(self.post)
+
+    def answer_database_errors(self, handler) -> None:
+        """Immich's global exception filter: a database error is a 500 (the next request connects again)."""
+        try:
+            handler()
+        except psycopg2.Error as error:
+            log(f"{self.command} {self.path.split('?')[0]} failed: {error}")
+            self.close_connection = True
+            self.error(500, "Internal server error")
+
+    def get(self) -> None:
         path = self.path.split("?")[0]
         if path == "/.well-known/immich":
             return self.send(200, {"api": {"endpoint": "/api"}})
@@ -605,7 +637,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.get_asset(user_id, match.group(1), original=bool(match.group(2)))
         return self.error(404, f"Cannot GET {path}")
 
-    def do_POST(self) -> None:  # noqa: N802 - BaseHTTPRequestHandler's name
+    def post(self) -> None:
         path = self.path.split("?")[0]
         try:
             if path == "/api/auth/admin-sign-up":
