@@ -161,6 +161,16 @@ def test_server_answers_ping_on_loopback_only(host, native_only):
                 assert binding["HostIp"] == "127.0.0.1", (container, binding)
 
 
+def test_status_command_reports_the_mount_and_the_stack_up(host, native_only):
+    """selfhost-immich-status (the Faults issue's "someone is told"): one line per part, rc 0 while all are up.
+    The scenario has no restic role, so the backup line says "not configured" and does not count as down."""
+    status = host.run("selfhost-immich-status")
+    lines = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines() if line.strip()}
+    assert lines.get("mount") == "ok" and lines.get("stack") == "ok", status.stdout + status.stderr
+    assert set(lines) == {"mount", "stack", "backup", "ml"}, status.stdout
+    assert status.rc == (0 if "DOWN" not in lines.values() else 1), status.stdout
+
+
 def test_no_container_holds_the_runpod_key(host, native_only):
     for container in host.check_output("docker ps -a --format '{{.Names}}'").split():
         env = host.check_output(f"docker inspect --format '{{{{json .Config.Env}}}}' {container}")

@@ -105,6 +105,7 @@ IMMICH_BAD = {
     "db-user-newline": ({"immich_db_username": "postgres\nX=1"}, "immich_db_username"),
     "db-name-space": ({"immich_db_database_name": "im mich"}, "immich_db_database_name 'im mich' is malformed"),
     "shm-size": ({"immich_db_shm_size": "lots"}, "immich_db_shm_size 'lots' is malformed"),
+    "status-unit-option": ({"immich_status_backup_unit": "--now x.service"}, "immich_status_backup_unit must be"),
     "smtp": (
         {"immich_smtp_enabled": True},
         "needs immich_smtp_host and immich_smtp_from",
