@@ -9,10 +9,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import socket
 import subprocess
 import sys
 from datetime import datetime
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 from ansible_collections.selfhost.immich.tests.fakes.hetzner_api import HetznerFake
 from ansible_collections.selfhost.immich.tests.fakes.runpod_api import FakeRunpod
+from ansible_collections.selfhost.immich.tests.unit.utils.network import non_loopback_address
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER = "Mk7rSwp"  # every secret below contains it; the output must not
@@ -152,16 +151,6 @@ def test_bad_input_is_refused_before_any_call(tmp_path, fakes, module):
     assert MARKER not in done.stdout + done.stderr, "a refused input (or the token) was echoed"
     print(f"{module}: {len(cases)} malformed inputs tried, {clean} refused cleanly before any call")
 
-
-def non_loopback_address() -> str | None:
-    """An IPv4 address of this machine that is not loopback (the source address of the default route), or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # UDP: sets the route, sends nothing
-        except OSError:
-            return None
-        address = probe.getsockname()[0]
-    return None if ipaddress.ip_address(address).is_loopback else address
 
 
 def test_plain_http_needs_loopback_or_the_opt_in(tmp_path, monkeypatch):

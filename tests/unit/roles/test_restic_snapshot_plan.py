@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from ansible_collections.selfhost.immich.tests.fakes.hetzner_api import HetznerFake
+from ansible_collections.selfhost.immich.tests.unit.utils.network import non_loopback_address
 
 REPO = Path(__file__).resolve().parents[3]
 TOKEN = "Restic-Snapshot-Token-Secret-0042"
@@ -76,13 +76,8 @@ def test_without_a_token_nothing_is_called(tmp_path, fake):
 
 def own_address() -> str:
     """This machine's address on its default route (not loopback), or skip."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # no packet is sent for UDP connect
-            address = probe.getsockname()[0]
-        except OSError:
-            address = ""
-    if not address or address.startswith("127."):
+    address = non_loopback_address()
+    if address is None:
         pytest.skip("no non-loopback address on this machine")
     return address
 

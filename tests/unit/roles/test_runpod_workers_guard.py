@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from ansible_collections.selfhost.immich.tests.unit.utils.network import non_loopback_address
 
 REPO = Path(__file__).resolve().parents[3]
 GUARD = REPO / "roles" / "runpod_endpoint" / "files" / "runpod-workers-guard"
@@ -57,13 +57,8 @@ def api():
 
 def own_address() -> str:
     """This machine's address on its default route (not loopback), or skip."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # no packet is sent for UDP connect
-            address = probe.getsockname()[0]
-        except OSError:
-            address = ""
-    if not address or address.startswith("127."):
+    address = non_loopback_address()
+    if address is None:
         pytest.skip("no non-loopback address on this machine")
     return address
 
