@@ -152,7 +152,6 @@ def test_bad_input_is_refused_before_any_call(tmp_path, fakes, module):
     print(f"{module}: {len(cases)} malformed inputs tried, {clean} refused cleanly before any call")
 
 
-
 def test_plain_http_needs_loopback_or_the_opt_in(tmp_path, monkeypatch):
     """The API fakes on a non-loopback address of this machine: plain http:// to it is refused before any call
     unless api_allow_http is set; to 127.0.0.1 it needs no opt-in. The token never shows."""
