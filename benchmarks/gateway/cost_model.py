@@ -4,8 +4,9 @@ worker that scales to zero, for the role's idle timeout, next to the seed design
 
     python benchmarks/gateway/cost_model.py [--idle-timeout 60] [--cold-start 30] [--price 0.00034]
 
-RunPod bills a worker per second from its start to its full stop, idle timeout included (FACTS §3), so a burst
-costs: cold start (container start + model preload) + the span the photos keep it busy + the idle tail.
+RunPod bills a worker per second from its start to its full stop, idle timeout included (docs/decisions.md,
+RunPod), so a burst costs: cold start (container start + model preload) + the span the photos keep it busy + the
+idle tail.
 Every input is an assumption stated in the doc; change them on the command line.
 """
 

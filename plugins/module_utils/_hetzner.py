@@ -36,8 +36,8 @@ DEFAULT_API_URL = "https://api.hetzner.com/v1"
 HETZNER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = connection_argument_spec(
     ["HETZNER_API_TOKEN", "HCLOUD_TOKEN"], ["HETZNER_API_URL"], DEFAULT_API_URL)
 
-# Password policy of Storage Boxes and sub-accounts (FACTS §4); checked before any call so a bad
-# password never reaches the API, and never echoed back in a message.
+# Password policy of Storage Boxes and sub-accounts (docs/decisions.md, Hetzner Storage Box); checked before any
+# call so a bad password never reaches the API, and never echoed back in a message.
 PASSWORD_SPECIALS = "^°!§$%/()=?+#-.,;:~*@{}_&"
 _PASSWORD_CLASSES = (
     ("upper-case letter", set(string.ascii_uppercase + "ÄÖÜ")),

@@ -2,7 +2,7 @@
 """TEST DOUBLE of the Immich server (tests and the lab only; never a production image).
 
 The real ``ghcr.io/immich-app/immich-server`` cannot be pulled here, so this stands in for the parts of it
-the ``immich`` role orchestrates, behaving as Immich v3 does (FACTS §1):
+the ``immich`` role orchestrates, behaving as Immich v3 does (docs/decisions.md, Immich):
 
 - **mount checks**: on first boot it writes ``<media>/<folder>/.immich`` for every media folder and records
   that in the database (Immich's ``SystemFlags.mountChecks``); on a later boot a missing marker is fatal,

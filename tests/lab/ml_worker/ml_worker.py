@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A stand-in for a RunPod load-balancing endpoint running Immich machine learning (tests and benchmarks only).
 
-It plays both parts a request meets at ``https://<endpoint-id>.api.runpod.ai`` (FACTS §2, §3):
+It plays both parts a request meets at ``https://<endpoint-id>.api.runpod.ai`` (docs/decisions.md, Immich machine
+learning; RunPod):
 
 - **the RunPod edge**: ``Authorization: Bearer <key>`` is enforced before anything else (none or a wrong
   one -> 401); with ``--expect-host`` a request for another Host is not routed (404), which is what the

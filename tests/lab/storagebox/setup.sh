@@ -3,7 +3,7 @@
 #   STORAGEBOX_PASSWORD=... [STORAGEBOX_USER=u100001] [STORAGEBOX_SUBACCOUNTS="name:home:password:ro|rw ..."] setup.sh
 #
 # It is a stand-in, not the system under test, so it runs natively (amd64) beside the arm64 host.
-# What it copies from the real box (FACTS §4), because the role depends on it:
+# What it copies from the real box (docs/decisions.md, Hetzner Storage Box), because the role depends on it:
 #   - OpenSSH on port 23 serving SFTP only (ForceCommand internal-sftp; no shell, no pipes), chrooted so
 #     the account sees its home as /home, password AND key authentication; keys are read from the
 #     account's own .ssh/authorized_keys inside that home (which the role uploads over SFTP);
