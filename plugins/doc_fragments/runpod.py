@@ -30,13 +30,6 @@ options:
         and optional port, no user credentials, whitespace, query or fragment.
     type: str
     default: https://api.runpod.io/v2
-  api_allow_http:
-    description:
-      - Allow a plain C(http://) O(api_url) to a host that is not this machine, for test labs only.
-      - Without it such a URL is refused before any call, because the API token would travel unencrypted;
-        C(http://) to a loopback address (C(127.0.0.0/8), C(::1), C(localhost)) is always allowed.
-    type: bool
-    default: false
   api_timeout:
     description:
       - Seconds to wait for each HTTP response, 1 to 600.

@@ -17,6 +17,7 @@ description:
     (C(GET /v2/catalog/gpus), field C(pool)); an unknown pool fails with the list of valid ones.
 extends_documentation_fragment:
   - selfhost.immich.runpod
+  - selfhost.immich.api
   - selfhost.immich.attributes
   - selfhost.immich.attributes.managed
   - selfhost.immich.attributes.actiongroup_runpod

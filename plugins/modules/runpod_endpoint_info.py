@@ -12,6 +12,7 @@ description:
   - List the account's RunPod Serverless endpoints through the REST API v2, or read one by O(name) or O(id).
 extends_documentation_fragment:
   - selfhost.immich.runpod
+  - selfhost.immich.api
   - selfhost.immich.attributes
   - selfhost.immich.attributes.info_module
   - selfhost.immich.attributes.actiongroup_runpod

@@ -19,6 +19,7 @@ description:
     brings them back in line.
 extends_documentation_fragment:
   - selfhost.immich.runpod
+  - selfhost.immich.api
   - selfhost.immich.attributes
   - selfhost.immich.attributes.managed
   - selfhost.immich.attributes.actiongroup_runpod

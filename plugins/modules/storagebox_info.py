@@ -16,6 +16,7 @@ author:
   - selfhost.immich contributors (@selfhost)
 extends_documentation_fragment:
   - selfhost.immich.hetzner
+  - selfhost.immich.api
   - selfhost.immich.attributes
   - selfhost.immich.attributes.info_module
   - selfhost.immich.attributes.actiongroup_hetzner
