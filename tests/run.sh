@@ -11,8 +11,8 @@
 # whole when the step ends; the summary lists the steps in queue order with their start offset and duration, and
 # the end of every failed step's log is printed again just above it.
 # SELFHOST_SCENARIOS="docker traefik lab faults" limits the scenarios (lab: the end-to-end step, faults: the fault
-# injection on the lab); SELFHOST_SKIP_MOLECULE=1
-# skips them all.
+# injection on the lab); SELFHOST_SKIP_MOLECULE=1 skips them all; SELFHOST_SKIP_CHECKS=1 skips the checks (ruff,
+# pytest, ansible-lint, sanity: CI runs them once, in a job of their own, and the scenarios in jobs of their own).
 # SELFHOST_TEST_JOBS=1 runs everything in order. Exits non-zero if any step failed; the last line counts the steps.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,10 +37,12 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 names=() commands=()
 queue() { names+=("$1"); shift; commands+=("$*"); }
 
-queue "ruff" ruff check plugins tests molecule benchmarks
-queue "pytest" pytest -p no:cacheprovider --durations=15 tests/unit tests/functional
-queue "ansible-lint" ansible-lint --offline
-queue "ansible-test sanity" bash tests/sanity/run.sh
+if [[ "${SELFHOST_SKIP_CHECKS:-0}" != 1 ]]; then
+  queue "ruff" ruff check plugins tests molecule benchmarks
+  queue "pytest" pytest -p no:cacheprovider --durations=15 tests/unit tests/functional
+  queue "ansible-lint" ansible-lint --offline
+  queue "ansible-test sanity" bash tests/sanity/run.sh
+fi
 if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then
   queue "base images" bash tests/harness/wait-images.sh
   # Longest first (fresh-machine minutes, stop 16: immich 18, restic 14, sshfs 14, lab 11, traefik 9, runpod 7,

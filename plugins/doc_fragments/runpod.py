@@ -1,24 +1,22 @@
 # Copyright: selfhost.immich contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Documentation shared by the RunPod modules; mirrors the argument specs in plugins/module_utils/_runpod.py.
+"""Documentation shared by the RunPod modules beyond selfhost.immich.api; mirrors plugins/module_utils/_runpod.py.
 
-- selfhost.immich.runpod: connection options (RUNPOD_ARGUMENT_SPEC), for every RunPod module.
-- selfhost.immich.runpod.resource: name/state identity of a managed item (attributes: selfhost.immich.attributes).
-- selfhost.immich.runpod.container: container settings a template and an endpoint share (CONTAINER_ARGUMENT_SPEC).
+- selfhost.immich.runpod: token, URL and action group of every RunPod module (RunpodClient).
+- selfhost.immich.runpod.resource: name/state identity and container settings of a managed template or endpoint
+  (RESOURCE_ARGUMENT_SPEC).
 """
 
 from __future__ import annotations
 
 
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
   api_token:
     description:
       - "RunPod API key, sent as C(Authorization: Bearer <key>)."
       - If not set, the value of the E(RUNPOD_API_KEY) environment variable is used.
-      - A key with surrounding whitespace or a line break (a vault value written as a block scalar ends in one)
-        is refused before any call; the message names the option, never the value.
     type: str
     required: true
   api_url:
@@ -26,20 +24,14 @@ options:
       - Base URL of the RunPod REST API v2, up to and including C(/v2).
       - If not set, the value of the E(RUNPOD_API_URL) environment variable is used, else the default.
       - REST v1 (C(https://rest.runpod.io/v1)) was retired on 2026-11-15 and is not supported.
-      - Checked before any call - C(https://) (C(http://) only to a loopback address, see O(api_allow_http)), a host
-        and optional port, no user credentials, whitespace, query or fragment.
     type: str
     default: https://api.runpod.io/v2
-  api_timeout:
-    description:
-      - Seconds to wait for each HTTP response, 1 to 600.
-      - Rate-limited (429), server-error (5xx) answers and network errors are retried with backoff within two
-        minutes per call, waits included; a create whose answer was lost is resent only if a lookup by name does
-        not find it.
-    type: int
-    default: 30
-requirements:
-  - requests
+attributes:
+  action_group:
+    description: Use C(group/selfhost.immich.runpod) in C(module_defaults) to set the connection options once.
+    support: full
+    membership:
+      - selfhost.immich.runpod
 """
 
     RESOURCE = r"""
@@ -54,10 +46,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-"""
-
-    CONTAINER = r"""
-options:
   image:
     description: Container image reference, for example C(ghcr.io/immich-app/immich-machine-learning:v3.2.4-cuda).
     type: str

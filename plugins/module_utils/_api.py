@@ -2,19 +2,20 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one module skeleton of the collection, shared by the Hetzner (_hetzner.py) and RunPod (_runpod.py) modules.
 
-- :func:`connection_argument_spec`: the connection options (token and URL with env fallbacks, the plain-HTTP
-  opt-in, timeout); :func:`api_url_problem`: https only (plain http to loopback, or with ``api_allow_http``), no
-  credentials, whitespace, query or fragment in the URL.
+- :func:`connection_argument_spec`: the connection options of a vendor's client class (token and URL with its env
+  fallbacks, the plain-HTTP opt-in, timeout); :func:`api_url_problem`: https only (plain http to loopback, or with
+  ``api_allow_http``), no credentials, whitespace, query or fragment in the URL.
 - :func:`path_segment`: an id made safe to put in a URL path (quoted; ``.``/``..`` refused).
-- :func:`run_module`: builds the module, refuses bad inputs before any call (:func:`connection_problems` plus the
-  module's own checks), runs the module's ``manage(module, client)`` and exits; every failure leaves through
-  one place with ``msg``, ``status`` and ``code``.
+- :func:`run_module`: builds the module with the vendor's connection options, refuses bad inputs before any call
+  (:func:`connection_problems` plus the module's own checks), runs the module's plain function
+  ``manage(module, client)`` and exits; every failure leaves through one place with ``msg``, ``status`` and ``code``.
 - :class:`ApiClient`: bearer auth, JSON, retries only where they can succeed (network errors, 429, 5xx) within
   one deadline that includes the sleeps, a POST resent only after looking the resource up, and error messages
   that never carry the token.
-- :class:`Plan`: the writes decided before any is sent, so check mode is exact by construction.
-- :func:`only_one`: the rule for "exactly one resource by this name"; :func:`redact` and :func:`is_secret_name`:
-  the one secret mask.
+- :class:`Plan`: the writes decided before any is sent, so check mode is exact by construction; what a write
+  sends is :func:`changed_fields`, and :func:`merged` is what it makes of the resource.
+- :func:`only_one`: the rule for "exactly one resource by this name"; :data:`MASK`, :func:`redact` and
+  :func:`is_secret_name`: the one secret mask.
 
 Private module_utils file (leading underscore): not a public API of the collection.
 """
@@ -65,7 +66,7 @@ class ApiError(Exception):
     """A call that failed for good. ``status`` is the HTTP status (None for network errors and refused input)."""
 
     def __init__(self, message, status=None, code=None, body=None):
-        super(ApiError, self).__init__(message)
+        super().__init__(message)
         self.status = status
         self.code = code
         self.body = body
@@ -75,15 +76,15 @@ class InputError(ApiError):
     """An input refused before any call was made."""
 
     def __init__(self, message):
-        super(InputError, self).__init__(message, code="invalid_input")
+        super().__init__(message, code="invalid_input")
 
 
 # -- the connection options -------------------------------------------------------------------
-def connection_argument_spec(token_env, url_env, default_url):
-    """The options every module of one vendor takes (its doc fragment documents them)."""
+def connection_argument_spec(client_class):
+    """The options every module of the vendor of ``client_class`` takes (doc fragments: the vendor's and api)."""
     return dict(
-        api_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, list(token_env))),
-        api_url=dict(type="str", default=default_url, fallback=(env_fallback, list(url_env))),
+        api_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, list(client_class.token_env))),
+        api_url=dict(type="str", default=client_class.default_url, fallback=(env_fallback, list(client_class.url_env))),
         api_allow_http=dict(type="bool", default=False),
         api_timeout=dict(type="int", default=30),
     )
@@ -260,7 +261,7 @@ def only_one(items, name, what, key="name"):
 
 
 # -- the client -------------------------------------------------------------------------------
-class ApiClient(object):
+class ApiClient:
     """A JSON API reached with a bearer token.
 
     ``sleep`` and ``session`` are injectable so unit tests run without waiting or sockets. Left out, they
@@ -271,6 +272,11 @@ class ApiClient(object):
 
     #: Vendor name used in messages, e.g. "Hetzner API".
     vendor = "API"
+    #: The vendor's connection options (:func:`connection_argument_spec`): the URL they default to and the
+    #: environment variables the token and the URL fall back to.
+    default_url = None
+    token_env = ()
+    url_env = ()
 
     def __init__(self, base_url, token, timeout=30, max_retries=5, backoff=1.0,
                  max_backoff=30.0, retry_budget=120.0, session=None, sleep=None, clock=None,
@@ -385,23 +391,12 @@ class ApiClient(object):
         return text
 
     def execute(self, method, path, body=None, recover=None):
-        """Send one planned write (vendors that start asynchronous actions also wait for them)."""
+        """Send one planned write, the one way a module writes (:class:`Plan`); vendors that start asynchronous
+        actions also wait for them."""
         return self.request(method, path, body=body, recover=recover)
 
     def get(self, path, params=None, accept_404=False):
         return self.request("GET", path, params=params, accept_404=accept_404)
-
-    def post(self, path, body=None, recover=None):
-        return self.request("POST", path, body=body if body is not None else {}, recover=recover)
-
-    def put(self, path, body):
-        return self.request("PUT", path, body=body)
-
-    def patch(self, path, body):
-        return self.request("PATCH", path, body=body)
-
-    def delete(self, path, accept_404=True):
-        return self.request("DELETE", path, accept_404=accept_404)
 
 
 def _transient(exc):
@@ -428,6 +423,45 @@ def _short(body, limit=300):
 
 
 # -- planned writes ---------------------------------------------------------------------------
+def changed_fields(current, wanted, partial=()):
+    """The entries of ``wanted`` that are set (not None) and differ from ``current``: what a partial update sends.
+
+    None, "", [] and {} all mean unset, and lists compare as sets (APIs answer either for an unset field, and
+    keep lists in their own order). A key in ``partial`` that holds a dict is compared, and sent, field by field.
+    """
+    changes = {}
+    for key, want in (wanted or {}).items():
+        have = (current or {}).get(key)
+        if want is None:
+            continue
+        if key in partial and isinstance(want, dict):
+            sub = changed_fields(have, want)
+            if sub:
+                changes[key] = sub
+        elif _comparable(want) != _comparable(have):
+            changes[key] = want
+    return changes
+
+
+def _comparable(value):
+    if value is None or value == "" or value == [] or value == {}:
+        return None
+    if isinstance(value, list):
+        return sorted(value, key=str)
+    return value
+
+
+def merged(current, changes, partial=()):
+    """A copy of ``current`` as it reads once ``changes`` are applied (a key in ``partial``: field by field)."""
+    result = copy.deepcopy(current)
+    for key, value in changes.items():
+        if key in partial and isinstance(value, dict):
+            result[key] = dict(result.get(key) or {}, **copy.deepcopy(value))
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
 class Plan:
     """The calls that turn the current state into the desired one, decided before any is sent.
 
@@ -443,6 +477,16 @@ class Plan:
     def add(self, method, path, body=None, recover=None):
         self.calls.append((method, path, body, recover))
 
+    def send(self, method, path, changes, key=None, partial=()):
+        """Add a call sending ``changes`` (of :func:`changed_fields`) unless there are none, and apply them to
+        ``desired``, or to ``desired[key]`` when the call changes that part of the resource."""
+        if changes:
+            self.add(method, path, changes)
+            if key is None:
+                self.desired = merged(self.desired, changes, partial)
+            else:
+                self.desired[key] = merged(self.desired[key], changes, partial)
+
     def __bool__(self):
         return bool(self.calls)
 
@@ -452,25 +496,28 @@ class Plan:
 
 
 # -- the module skeleton ----------------------------------------------------------------------
-def run_module(argument_spec, manage, connect, input_problems=None, **module_kwargs):
+def run_module(client_class, argument_spec, manage, input_problems, **module_kwargs):
     """Build the module, refuse bad inputs, run ``manage(module, client)`` and exit with its result.
 
-    ``argument_spec`` includes the connection options; ``connect(params)`` builds the vendor client;
-    ``input_problems(params)`` lists what is wrong with the module's own options. Whatever goes wrong leaves
-    through :func:`fail` with ``msg``, ``status`` and ``code``, the token never in it.
+    ``client_class`` is the vendor's :class:`ApiClient`, whose connection options join the module's own
+    ``argument_spec``; ``input_problems(params)`` lists what is wrong with the module's own options (None entries,
+    checks that found nothing, are dropped). Whatever goes
+    wrong leaves through one ``fail_json`` with ``msg``, ``status`` (HTTP, None when no call failed) and ``code``,
+    the token never in it.
     """
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **module_kwargs)
-    module.no_log_values.update(url_secrets(module.params.get("api_url")))
+    module = AnsibleModule(argument_spec=dict(connection_argument_spec(client_class), **argument_spec),
+                           supports_check_mode=True, **module_kwargs)
+    params = module.params
+    module.no_log_values.update(url_secrets(params.get("api_url")))
     if REQUESTS_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR,
                          status=None, code="missing_library")
     client = failure = None
     try:
-        problems = connection_problems(module.params) + list(input_problems(module.params) if input_problems
-                                                             else [])
+        problems = [problem for problem in connection_problems(params) + input_problems(params) if problem]
         if problems:
             raise InputError("; ".join(problems))
-        client = connect(module.params)
+        client = client_class(params["api_url"], params["api_token"], timeout=params["api_timeout"])
         result = manage(module, client)
     except ApiError as exc:
         failure = dict(msg=str(exc), status=exc.status, code=exc.code)
@@ -479,10 +526,5 @@ def run_module(argument_spec, manage, connect, input_problems=None, **module_kwa
         failure = dict(msg=scrub(f"unexpected {type(exc).__name__}: {exc}"), status=None, code="internal_error",
                        exception=scrub(traceback.format_exc()))
     if failure:  # outside the except block: ansible-core would attach that exception's traceback to the result
-        fail(module, **failure)
+        module.fail_json(**failure)
     module.exit_json(**result)
-
-
-def fail(module, msg, status=None, code=None, **extra):
-    """The one way a module fails: ``msg``, ``status`` (HTTP, None when no call failed) and ``code``."""
-    module.fail_json(msg=msg, status=status, code=code, **extra)

@@ -2,10 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one client for the Hetzner Storage Box API (https://api.hetzner.com/v1), shared by the storagebox* modules.
 
-On top of :class:`ApiClient` (auth, retries, one error format) it knows Hetzner's error body, page/per_page
-pagination, waiting for asynchronous actions, lookup by id or name and the Storage Box password policy.
-It also holds what the Hetzner modules share beyond the skeleton of :mod:`_api` (connection options, ``Plan``,
-``run_module``): partial updates, the box/sub-account input checks and ``labels_problem``.
+On top of :class:`ApiClient` (auth, retries, one error format, the connection options) it knows Hetzner's
+error body, page/per_page pagination, waiting for asynchronous actions and lookup by id or name. It also holds
+the input checks the Hetzner modules share beyond those of :mod:`_api`: the Storage Box password policy, the
+sub-account home directory and ``labels_problem``.
 
 Private module_utils file (leading underscore): not a public API of the collection.
 """
@@ -17,24 +17,14 @@ import string
 from collections.abc import Callable
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.selfhost.immich.plugins.module_utils._api import (
     CONTROL_CHARS,
     ApiClient,
     ApiError,
     _short,
-    connection_argument_spec,
     only_one,
     path_segment,
 )
-from ansible_collections.selfhost.immich.plugins.module_utils._api import run_module as _run_module
-
-DEFAULT_API_URL = "https://api.hetzner.com/v1"
-
-#: Connection options every Hetzner module merges into its own argument spec (documented in the
-#: selfhost.immich.hetzner doc fragment).
-HETZNER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = connection_argument_spec(
-    ["HETZNER_API_TOKEN", "HCLOUD_TOKEN"], ["HETZNER_API_URL"], DEFAULT_API_URL)
 
 # Password policy of Storage Boxes and sub-accounts (docs/decisions.md, Hetzner Storage Box); checked before any
 # call so a bad password never reaches the API, and never echoed back in a message.
@@ -61,6 +51,9 @@ class HetznerClient(ApiClient):
     """
 
     vendor = "Hetzner API"
+    default_url = "https://api.hetzner.com/v1"
+    token_env = ("HETZNER_API_TOKEN", "HCLOUD_TOKEN")
+    url_env = ("HETZNER_API_URL",)
 
     def __init__(self, base_url: str, token: str, action_timeout: float = 600.0, poll_interval: float = 0.5,
                  max_poll_interval: float = 5.0, per_page: int = 50, **kwargs: Any) -> None:
@@ -189,20 +182,3 @@ def labels_problem(labels: dict | None) -> str | None:
         if not isinstance(value, str) or not key or CONTROL_CHARS.search(f"{key}{value}"):
             return f"labels must map names to plain strings without control characters (see label {key!r})"
     return None
-
-
-# -- shared module logic -----------------------------------------------------------------------
-def partial_update(current: dict, wanted: dict | None) -> dict:
-    """The keys of ``wanted`` that are set (not None) and differ from ``current``: a partial update body."""
-    return {key: value for key, value in (wanted or {}).items()
-            if value is not None and current.get(key) != value}
-
-
-def connect(params: dict) -> HetznerClient:
-    return HetznerClient(params["api_url"], params["api_token"], timeout=params["api_timeout"])
-
-
-def run_module(argument_spec: dict, manage: Callable[[AnsibleModule, HetznerClient], dict],
-               input_problems: Callable[[dict], list[str]] | None = None, **module_kwargs: Any) -> None:
-    """:func:`_api.run_module` with the Hetzner connection options and client."""
-    _run_module(dict(HETZNER_ARGUMENT_SPEC, **argument_spec), manage, connect, input_problems, **module_kwargs)

@@ -2,12 +2,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one RunPod REST v2 client, and what the RunPod modules share beyond the skeleton of :mod:`_api`.
 
-- :class:`RunpodClient`: bearer auth, retries and error text come from :class:`_api.ApiClient`; this adds
-  the RFC 9457 error body, the wrapped lists (``{"endpoints": [...]}``, ``{"templates": [...]}``, which
-  the v2 spec does not paginate) and lookup by name.
+- :class:`RunpodClient`: bearer auth, retries, error text and the connection options come from
+  :class:`_api.ApiClient`; this adds the RFC 9457 error body, the wrapped lists (``{"endpoints": [...]}``,
+  ``{"templates": [...]}``, which the v2 spec does not paginate) and lookup by name.
 - :class:`RunpodResource`: desired vs current for one named template or endpoint as a :class:`_api.Plan`
   (check mode exact by construction), PATCH of changed fields only, env secrets masked in every result.
-- :func:`run_module`: :func:`_api.run_module` with the RunPod connection options and client.
 
 Private module_utils file (leading underscore): not a public API of the collection.
 """
@@ -21,9 +20,10 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.selfhost.immich.plugins.module_utils._api import (
     CONTROL_CHARS,
+    MASK,
     ApiClient,
     Plan,
-    connection_argument_spec,
+    changed_fields,
     name_problem,
     only_one,
     path_segment,
@@ -31,13 +31,6 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import (
     redact,
     secret_values,
 )
-from ansible_collections.selfhost.immich.plugins.module_utils._api import run_module as _run_module
-
-DEFAULT_API_URL = "https://api.runpod.io/v2"
-
-#: Connection options every RunPod module gets: :func:`run_module` merges them into the module's own argument
-#: spec (documented in the selfhost.immich.runpod doc fragment).
-RUNPOD_ARGUMENT_SPEC = connection_argument_spec(["RUNPOD_API_KEY"], ["RUNPOD_API_URL"], DEFAULT_API_URL)
 
 #: Container settings a template and an endpoint both carry (spec: ContainerConfig).
 CONTAINER_ARGUMENT_SPEC = dict(
@@ -50,14 +43,12 @@ CONTAINER_ARGUMENT_SPEC = dict(
 )
 CONTAINER_KEYS = tuple(CONTAINER_ARGUMENT_SPEC)
 
-#: Options of a managed template or endpoint (doc fragments runpod.resource and runpod.container).
+#: Options of a managed template or endpoint (doc fragment selfhost.immich.runpod.resource).
 RESOURCE_ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),
     state=dict(type="str", choices=["present", "absent"], default="present"),
     **CONTAINER_ARGUMENT_SPEC,
 )
-
-MASK = "********"
 
 #: Collection path -> key of the wrapped list it answers with.
 LIST_KEYS = {"templates": "templates", "serverless": "endpoints"}
@@ -78,11 +69,14 @@ class RunpodClient(ApiClient):
     """RunPod REST API v2 (https://api.runpod.io/v2)."""
 
     vendor = "RunPod API"
+    default_url = "https://api.runpod.io/v2"
+    token_env = ("RUNPOD_API_KEY",)
+    url_env = ("RUNPOD_API_URL",)
 
     def describe_error(self, status, body):
         """RFC 9457 ``{title, status, detail, errors[]}`` -> ("422 Unprocessable Entity", "detail (error; error)")."""
         if not isinstance(body, dict) or not ({"title", "detail"} & set(body)):
-            return super(RunpodClient, self).describe_error(status, body)
+            return super().describe_error(status, body)
         title = body.get("title") or ""
         message = body.get("detail") or title or "no detail"
         errors = [str(error) for error in body.get("errors") or []]
@@ -103,15 +97,6 @@ class RunpodClient(ApiClient):
         return (self.get("/catalog/gpus") or {}).get("gpus", [])
 
 
-def connect(params: dict) -> RunpodClient:
-    return RunpodClient(params["api_url"], params["api_token"], timeout=params["api_timeout"])
-
-
-def run_module(argument_spec: dict, manage, input_problems=None, **module_kwargs: Any) -> None:
-    """:func:`_api.run_module` with the RunPod connection options and client."""
-    _run_module(dict(RUNPOD_ARGUMENT_SPEC, **argument_spec), manage, connect, input_problems, **module_kwargs)
-
-
 def id_problem(option: str, value: str | None) -> str | None:
     """Why ``value`` is not a RunPod id (it goes into a URL path), or None. Quotes it only when printable."""
     if value is None or RUNPOD_ID.fullmatch(value):
@@ -121,7 +106,7 @@ def id_problem(option: str, value: str | None) -> str | None:
             f"at most 64 characters{shown}")
 
 
-def container_problems(params: dict) -> list[str]:
+def container_problems(params: dict) -> list[str | None]:
     """What is wrong with the name and container options of a template or endpoint; checked before any call."""
     problems = [name_problem("name", params["name"], 191), name_problem("registry", params["registry"]),
                 range_problem("disk", params["disk"], 1, 10000)]
@@ -142,7 +127,7 @@ def container_problems(params: dict) -> list[str]:
             problems.append(f"env.{key} must be a plain string, number or boolean, not a {type(value).__name__}")
         elif isinstance(value, str) and "\0" in value:
             problems.append(f"env.{key} must not contain NUL characters")
-    return [problem for problem in problems if problem]
+    return problems
 
 
 def container_body(params: dict) -> dict:
@@ -158,40 +143,6 @@ def without_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: without_none(v) for k, v in value.items() if v is not None}
     return value
-
-
-def changed_fields(current: dict | None, desired: dict, partial: tuple = PARTIAL_KEYS) -> dict:
-    """The part of ``desired`` that differs from ``current``: what a PATCH must send."""
-    changes = {}
-    for key, want in desired.items():
-        have = (current or {}).get(key)
-        if key in partial and isinstance(want, dict):
-            sub = changed_fields(have or {}, want, ())
-            if sub:
-                changes[key] = sub
-        elif _comparable(want) != _comparable(have):
-            changes[key] = want
-    return changes
-
-
-def _comparable(value: Any) -> Any:
-    # The API answers null, "" or [] for an unset field; its lists (ports, pools, data centers) are sets.
-    if value is None or value == "" or value == [] or value == {}:
-        return None
-    if isinstance(value, list):
-        return sorted(value, key=str)
-    return value
-
-
-def merged(current: dict, patch: dict) -> dict:
-    """``current`` as it will be after ``patch`` (check mode's prediction)."""
-    result = copy.deepcopy(current)
-    for key, value in patch.items():
-        if key in PARTIAL_KEYS and isinstance(value, dict):
-            result[key] = dict(result.get(key) or {}, **value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def public_view(module: AnsibleModule, resource: dict | None, before: dict | None = None) -> dict:
@@ -219,7 +170,7 @@ def request_url(endpoint: dict | None) -> str | None:
     return ((endpoint or {}).get("requestUrls") or {}).get("base")
 
 
-class RunpodResource(object):
+class RunpodResource:
     """Desired vs current for one RunPod item identified by ``name``; subclasses say what is desired.
 
     A run makes GETs, then plans the writes needed (:class:`_api.Plan`, sent only outside check mode) and returns
@@ -234,11 +185,6 @@ class RunpodResource(object):
         self.client = client
         public_view(module, {"env": container_body(module.params).get("env")})  # hide stated secrets at once
 
-    @classmethod
-    def manage(cls, module: AnsibleModule, client: RunpodClient) -> dict:
-        """The ``manage`` of :func:`run_module`."""
-        return cls(module, client).run()
-
     # -- hooks -------------------------------------------------------------------------------
     def desired(self, current):
         """The create body (may read the API and fail: nothing has been written yet)."""
@@ -250,7 +196,7 @@ class RunpodResource(object):
 
     def changes(self, current, expected):
         """The PATCH body taking ``current`` to ``expected``; empty if nothing differs."""
-        return changed_fields(current, expected)
+        return changed_fields(current, expected, PARTIAL_KEYS)
 
     def must_replace(self, current, expected):
         """True if ``current`` can only reach ``expected`` by delete + create."""
@@ -292,10 +238,7 @@ class RunpodResource(object):
             plan.add("POST", "/" + self.collection, desired, recover=lambda: self.client.find(self.collection, name))
             plan.desired = dict(expected, id=None)
             return plan
-        patch = self.changes(current, expected)
-        if patch:
-            plan.add("PATCH", self._path(current), patch)
-            plan.desired = merged(current, patch)
+        plan.send("PATCH", self._path(current), self.changes(current, expected), partial=PARTIAL_KEYS)
         return plan
 
     def _path(self, item):

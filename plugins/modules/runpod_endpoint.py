@@ -8,6 +8,7 @@ DOCUMENTATION = r"""
 module: runpod_endpoint
 short_description: Manage a RunPod Serverless endpoint (load-balancing or queue-based)
 version_added: 0.1.0
+author: selfhost.immich contributors (@selfhost)
 description:
   - Create, update or delete a RunPod Serverless endpoint through the REST API v2 (C(/v2/serverless)).
     REST v1 was retired on 2026-11-15 and could not create load-balancing endpoints.
@@ -18,11 +19,7 @@ description:
 extends_documentation_fragment:
   - selfhost.immich.runpod
   - selfhost.immich.api
-  - selfhost.immich.attributes
-  - selfhost.immich.attributes.managed
-  - selfhost.immich.attributes.actiongroup_runpod
   - selfhost.immich.runpod.resource
-  - selfhost.immich.runpod.container
 options:
   type:
     description:
@@ -120,8 +117,6 @@ options:
 seealso:
   - module: selfhost.immich.runpod_template
   - module: selfhost.immich.runpod_endpoint_info
-author:
-  - selfhost.immich contributors (@selfhost)
 """
 
 EXAMPLES = r"""
@@ -202,18 +197,18 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # n
     only_one,
     path_segment,
     range_problem,
+    run_module,
 )
 from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (  # noqa: E402
     CONTAINER_KEYS,
     RESOURCE_ARGUMENT_SPEC,
     RUNPOD_ID,
+    RunpodClient,
     RunpodResource,
-    changed_fields,
     container_body,
     container_problems,
     public_view,
     request_url,
-    run_module,
     without_none,
 )
 
@@ -284,7 +279,7 @@ def input_problems(params):
             errors.append("a LOAD_BALANCER endpoint scales on REQUEST_COUNT; QUEUE_DELAY is for QUEUE endpoints")
         if kind == "REQUEST_COUNT" and params["type"] == "QUEUE" and idle is not None:
             errors.append("idle_timeout does not apply to a QUEUE endpoint scaling on REQUEST_COUNT")
-    return [error for error in errors if error]
+    return errors
 
 
 def scaling_body(scaling):
@@ -336,7 +331,7 @@ class Endpoint(RunpodResource):
         return expected
 
     def changes(self, current, expected):
-        patch = changed_fields(current, {k: v for k, v in expected.items() if k != "type"})
+        patch = super().changes(current, {k: v for k, v in expected.items() if k != "type"})
         gpu = patch.get("gpu")
         if gpu and ("pools" in gpu or "excludedTypes" in gpu):
             # pools and excludedTypes are one selection: sending pools without excludedTypes clears them.
@@ -393,8 +388,12 @@ class Endpoint(RunpodResource):
         return template
 
 
+def manage(module, client):
+    return Endpoint(module, client).run()
+
+
 def main():
-    run_module(ARGUMENT_SPEC, Endpoint.manage, input_problems,
+    run_module(RunpodClient, ARGUMENT_SPEC, manage, input_problems,
                required_if=[("state", "present", ["type", "gpu_pools"])])
 
 

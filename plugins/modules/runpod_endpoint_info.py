@@ -8,14 +8,13 @@ DOCUMENTATION = r"""
 module: runpod_endpoint_info
 short_description: Read RunPod Serverless endpoints
 version_added: 0.1.0
+author: selfhost.immich contributors (@selfhost)
 description:
   - List the account's RunPod Serverless endpoints through the REST API v2, or read one by O(name) or O(id).
 extends_documentation_fragment:
+  - selfhost.immich.api.info_module
   - selfhost.immich.runpod
   - selfhost.immich.api
-  - selfhost.immich.attributes
-  - selfhost.immich.attributes.info_module
-  - selfhost.immich.attributes.actiongroup_runpod
 options:
   name:
     description: Only the endpoint with this name. Mutually exclusive with O(id).
@@ -28,8 +27,6 @@ options:
     type: str
 seealso:
   - module: selfhost.immich.runpod_endpoint
-author:
-  - selfhost.immich contributors (@selfhost)
 """
 
 EXAMPLES = r"""
@@ -62,12 +59,16 @@ endpoints:
       workers: {min: 0, max: 2, idleTimeout: 60}
 """
 
-from ansible_collections.selfhost.immich.plugins.module_utils._api import name_problem, path_segment  # noqa: E402
+from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # noqa: E402
+    name_problem,
+    path_segment,
+    run_module,
+)
 from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (  # noqa: E402
+    RunpodClient,
     id_problem,
     public_view,
     request_url,
-    run_module,
 )
 
 ARGUMENT_SPEC = dict(name=dict(type="str"), id=dict(type="str"))
@@ -82,8 +83,7 @@ def read_endpoints(client, name=None, endpoint_id=None):
 
 def input_problems(params):
     """What is wrong with the options on their own; checked before any call."""
-    problems = [name_problem("name", params["name"], 191), id_problem("id", params["id"])]
-    return [problem for problem in problems if problem]
+    return [name_problem("name", params["name"], 191), id_problem("id", params["id"])]
 
 
 def manage(module, client):
@@ -92,7 +92,7 @@ def manage(module, client):
 
 
 def main():
-    run_module(ARGUMENT_SPEC, manage, input_problems, mutually_exclusive=[("name", "id")])
+    run_module(RunpodClient, ARGUMENT_SPEC, manage, input_problems, mutually_exclusive=[("name", "id")])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ DOCUMENTATION = r"""
 module: runpod_template
 short_description: Manage a RunPod template
 version_added: 0.1.0
+author: selfhost.immich contributors (@selfhost)
 description:
   - Create, update or delete a RunPod template through the REST API v2 (C(/v2/templates)).
   - A template is a reusable container configuration (image, env, ports, disk) that
@@ -20,11 +21,7 @@ description:
 extends_documentation_fragment:
   - selfhost.immich.runpod
   - selfhost.immich.api
-  - selfhost.immich.attributes
-  - selfhost.immich.attributes.managed
-  - selfhost.immich.attributes.actiongroup_runpod
   - selfhost.immich.runpod.resource
-  - selfhost.immich.runpod.container
 options:
   serverless:
     description: Whether the template is for serverless workers. Endpoints accept only serverless templates.
@@ -40,8 +37,6 @@ options:
     default: false
 seealso:
   - module: selfhost.immich.runpod_endpoint
-author:
-  - selfhost.immich contributors (@selfhost)
 """
 
 EXAMPLES = r"""
@@ -84,12 +79,13 @@ template:
     startSsh: false
 """
 
+from ansible_collections.selfhost.immich.plugins.module_utils._api import run_module  # noqa: E402
 from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (  # noqa: E402
     RESOURCE_ARGUMENT_SPEC,
+    RunpodClient,
     RunpodResource,
     container_body,
     container_problems,
-    run_module,
 )
 
 ARGUMENT_SPEC = dict(
@@ -110,8 +106,12 @@ class Template(RunpodResource):
                     startJupyter=params["start_jupyter"], startSsh=params["start_ssh"])
 
 
+def manage(module, client):
+    return Template(module, client).run()
+
+
 def main():
-    run_module(ARGUMENT_SPEC, Template.manage, container_problems, required_if=[("state", "present", ["image"])])
+    run_module(RunpodClient, ARGUMENT_SPEC, manage, container_problems, required_if=[("state", "present", ["image"])])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ DOCUMENTATION = r"""
 module: storagebox
 short_description: Configure an existing Hetzner Storage Box
 version_added: 0.1.0
+author: selfhost.immich contributors (@selfhost)
 description:
   - Configures the name, labels, delete protection, access settings and automatic snapshot plan of a Hetzner
     Storage Box through the Hetzner API.
@@ -15,14 +16,9 @@ description:
   - The box must exist. This module neither orders nor deletes boxes, because both are billing and data-loss
     decisions better taken in the Hetzner Console (and SSH keys can only be given when a box is ordered).
   - Use M(selfhost.immich.storagebox_subaccount) for sub-accounts and M(selfhost.immich.storagebox_info) to read boxes.
-author:
-  - selfhost.immich contributors (@selfhost)
 extends_documentation_fragment:
   - selfhost.immich.hetzner
   - selfhost.immich.api
-  - selfhost.immich.attributes
-  - selfhost.immich.attributes.managed
-  - selfhost.immich.attributes.actiongroup_hetzner
 options:
   id:
     description:
@@ -150,15 +146,16 @@ storagebox:
 from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # noqa: E402
     ApiError,
     Plan,
+    changed_fields,
     name_problem,
     path_segment,
     range_problem,
+    run_module,
 )
 from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (  # noqa: E402
     SNAPSHOT_PLAN_KEYS,
+    HetznerClient,
     labels_problem,
-    partial_update,
-    run_module,
 )
 
 ACCESS_KEYS = ("reachable_externally", "samba_enabled", "ssh_enabled", "webdav_enabled", "zfs_enabled")
@@ -183,7 +180,7 @@ SNAPSHOT_PLAN_RANGES = {"max_snapshots": (1, None), "minute": (0, 59), "hour": (
                         "day_of_month": (1, 31)}
 
 
-def input_problems(params: dict) -> list[str]:
+def input_problems(params: dict) -> list[str | None]:
     """What is wrong with the options on their own; checked before any call."""
     problems = [name_problem("name", params["name"], 100), labels_problem(params["labels"]),
                 range_problem("id", params["id"], 1)]
@@ -191,7 +188,7 @@ def input_problems(params: dict) -> list[str]:
     if plan.get("enabled"):
         problems += [range_problem(f"snapshot_plan.{key}", plan[key], low, high)
                      for key, (low, high) in SNAPSHOT_PLAN_RANGES.items()]
-    return [problem for problem in problems if problem]
+    return problems
 
 
 def box_state(box: dict) -> dict:
@@ -209,20 +206,13 @@ def box_state(box: dict) -> dict:
 def plan_changes(box: dict, params: dict) -> Plan:
     path = f"/storage_boxes/{path_segment(box['id'], 'Storage Box id')}"
     plan = Plan(box_state(box))
-    current, desired = plan.current, plan.desired
+    current = plan.current
     rename = params["name"] if params["id"] is not None else None
-    replace = partial_update(current, {"name": rename, "labels": params["labels"]})
-    if replace:
-        plan.add("PUT", path, replace)
-        desired.update(replace)
-    protection = partial_update(current["protection"], {"delete": params["delete_protection"]})
-    if protection:
-        plan.add("POST", path + "/actions/change_protection", protection)
-        desired["protection"].update(protection)
-    access = partial_update(current["access_settings"], params["access_settings"])
-    if access:
-        plan.add("POST", path + "/actions/update_access_settings", access)
-        desired["access_settings"].update(access)
+    plan.send("PUT", path, changed_fields(current, {"name": rename, "labels": params["labels"]}))
+    plan.send("POST", path + "/actions/change_protection",
+              changed_fields(current["protection"], {"delete": params["delete_protection"]}), key="protection")
+    plan.send("POST", path + "/actions/update_access_settings",
+              changed_fields(current["access_settings"], params["access_settings"]), key="access_settings")
     snapshots = params["snapshot_plan"]
     if snapshots is not None:
         wanted = {key: snapshots[key] for key in SNAPSHOT_PLAN_KEYS} if snapshots["enabled"] else None
@@ -232,7 +222,7 @@ def plan_changes(box: dict, params: dict) -> Plan:
             else:
                 plan.add("POST", path + "/actions/enable_snapshot_plan",
                          {key: value for key, value in wanted.items() if value is not None})
-            desired["snapshot_plan"] = wanted
+            plan.desired["snapshot_plan"] = wanted
     return plan
 
 
@@ -252,7 +242,7 @@ def manage(module, client) -> dict:
 
 
 def main() -> None:
-    run_module(ARGUMENT_SPEC, manage, input_problems, required_one_of=[("id", "name")])
+    run_module(HetznerClient, ARGUMENT_SPEC, manage, input_problems, required_one_of=[("id", "name")])
 
 
 if __name__ == "__main__":

@@ -8,18 +8,15 @@ DOCUMENTATION = r"""
 module: storagebox_info
 short_description: Read Hetzner Storage Boxes with their settings and sub-accounts
 version_added: 0.1.0
+author: selfhost.immich contributors (@selfhost)
 description:
   - Returns Hetzner Storage Boxes from the Hetzner API, each with its access settings, snapshot plan and sub-accounts.
   - Without O(id), O(name) or O(label_selector), returns every box of the project.
   - A box that does not exist gives an empty list, not a failure.
-author:
-  - selfhost.immich contributors (@selfhost)
 extends_documentation_fragment:
+  - selfhost.immich.api.info_module
   - selfhost.immich.hetzner
   - selfhost.immich.api
-  - selfhost.immich.attributes
-  - selfhost.immich.attributes.info_module
-  - selfhost.immich.attributes.actiongroup_hetzner
 options:
   id:
     description: ID of the one box to return.
@@ -81,8 +78,9 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # n
     CONTROL_CHARS,
     name_problem,
     range_problem,
+    run_module,
 )
-from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import run_module  # noqa: E402
+from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import HetznerClient  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     id=dict(type="int"),
@@ -91,13 +89,13 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def input_problems(params: dict) -> list[str]:
+def input_problems(params: dict) -> list[str | None]:
     """What is wrong with the options on their own; checked before any call."""
     problems = [name_problem("name", params["name"], 100), range_problem("id", params["id"], 1)]
     selector = params["label_selector"]
     if selector is not None and (not selector.strip() or CONTROL_CHARS.search(selector)):
         problems.append("label_selector must not be empty or contain control characters")
-    return [problem for problem in problems if problem]
+    return problems
 
 
 def manage(module, client) -> dict:
@@ -114,7 +112,8 @@ def manage(module, client) -> dict:
 
 
 def main() -> None:
-    run_module(ARGUMENT_SPEC, manage, input_problems, mutually_exclusive=[("id", "name", "label_selector")])
+    run_module(HetznerClient, ARGUMENT_SPEC, manage, input_problems,
+               mutually_exclusive=[("id", "name", "label_selector")])
 
 
 if __name__ == "__main__":

@@ -8,19 +8,15 @@ DOCUMENTATION = r"""
 module: storagebox_subaccount
 short_description: Manage a sub-account of a Hetzner Storage Box
 version_added: 0.1.0
+author: selfhost.immich contributors (@selfhost)
 description:
   - Creates, updates or deletes a sub-account of a Hetzner Storage Box through the Hetzner API.
   - A sub-account is found by its O(name) within the box, not by the username Hetzner generates for it
     (C(u123456-sub1)); the username is returned.
   - Only the options you set are managed; an option left out is left as it is.
-author:
-  - selfhost.immich contributors (@selfhost)
 extends_documentation_fragment:
   - selfhost.immich.hetzner
   - selfhost.immich.api
-  - selfhost.immich.attributes
-  - selfhost.immich.attributes.managed
-  - selfhost.immich.attributes.actiongroup_hetzner
 attributes:
   diff_mode:
     details: The password is never shown; when one is sent, the diff shows it as C(********).
@@ -164,23 +160,23 @@ hostname:
 
 from ansible_collections.selfhost.immich.plugins.module_utils._api import (  # noqa: E402
     CONTROL_CHARS,
+    MASK,
     InputError,
     Plan,
+    changed_fields,
     name_problem,
     path_segment,
     range_problem,
+    run_module,
 )
 from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (  # noqa: E402
+    HetznerClient,
     home_directory_problem,
     labels_problem,
-    partial_update,
     password_problem,
-    run_module,
 )
 
 ACCESS_KEYS = ("reachable_externally", "readonly", "samba_enabled", "ssh_enabled", "webdav_enabled")
-# The diff shows that a password is sent, never which one.
-PASSWORD_SHOWN = "********"
 
 ARGUMENT_SPEC = dict(
     storagebox_id=dict(type="int", required=True),
@@ -206,7 +202,7 @@ def subaccount_state(sub: dict) -> dict:
     )
 
 
-def input_problems(params: dict) -> list[str]:
+def input_problems(params: dict) -> list[str | None]:
     """What is wrong with the options on their own (a bad home directory or password); checked before any call."""
     problems = [range_problem("storagebox_id", params["storagebox_id"], 1), name_problem("name", params["name"], 50),
                 labels_problem(params["labels"])]
@@ -214,11 +210,10 @@ def input_problems(params: dict) -> list[str]:
         problems.append(home_directory_problem(params["home_directory"]))
     if params["description"] is not None and CONTROL_CHARS.search(params["description"]):
         problems.append("description must not contain line breaks or control characters")
-    if params["password"] is not None:
-        problem = password_problem(params["password"])
-        if problem:
-            problems.append("password does not meet the Storage Box password policy: " + problem)
-    return [problem for problem in problems if problem]
+    problem = params["password"] is not None and password_problem(params["password"])
+    if problem:
+        problems.append("password does not meet the Storage Box password policy: " + problem)
+    return problems
 
 
 def plan_create(client, box_path: str, params: dict) -> Plan:
@@ -230,7 +225,7 @@ def plan_create(client, box_path: str, params: dict) -> Plan:
     plan = Plan(None)
     plan.add("POST", box_path + "/subaccounts", body, recover=lambda: created_meanwhile(client, params))
     plan.desired = dict(description="", labels={}, access_settings={})
-    plan.desired.update(body, password=PASSWORD_SHOWN)
+    plan.desired.update(body, password=MASK)  # the diff shows that a password is sent, never which one
     return plan
 
 
@@ -242,22 +237,16 @@ def created_meanwhile(client, params: dict) -> dict | None:
 
 def plan_update(sub_path: str, sub: dict, params: dict) -> Plan:
     plan = Plan(subaccount_state(sub))
-    current, desired = plan.current, plan.desired
-    home = partial_update(current, {"home_directory": params["home_directory"]})
-    if home:
-        plan.add("POST", sub_path + "/actions/change_home_directory", home)
-        desired.update(home)
-    access = partial_update(current["access_settings"], params["access_settings"])
-    if access:
-        plan.add("POST", sub_path + "/actions/update_access_settings", access)
-        desired["access_settings"].update(access)
-    replace = partial_update(current, {"description": params["description"], "labels": params["labels"]})
-    if replace:
-        plan.add("PUT", sub_path, replace)
-        desired.update(replace)
+    current = plan.current
+    plan.send("POST", sub_path + "/actions/change_home_directory",
+              changed_fields(current, {"home_directory": params["home_directory"]}))
+    plan.send("POST", sub_path + "/actions/update_access_settings",
+              changed_fields(current["access_settings"], params["access_settings"]), key="access_settings")
+    plan.send("PUT", sub_path,
+              changed_fields(current, {"description": params["description"], "labels": params["labels"]}))
     if params["password"] is not None and params["update_password"] == "always":
         plan.add("POST", sub_path + "/actions/reset_subaccount_password", {"password": params["password"]})
-        desired["password"] = PASSWORD_SHOWN
+        plan.desired["password"] = MASK
     return plan
 
 
@@ -299,7 +288,8 @@ def result(plan: Plan, sub: dict | None) -> dict:
 
 
 def main() -> None:
-    run_module(ARGUMENT_SPEC, manage, input_problems, required_if=[("update_password", "always", ("password",))])
+    run_module(HetznerClient, ARGUMENT_SPEC, manage, input_problems,
+               required_if=[("update_password", "always", ("password",))])
 
 
 if __name__ == "__main__":

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 from datetime import UTC, datetime
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +35,8 @@ else:  # run as a script from this directory (Molecule's prepare starts fakes so
     from contract import Contract, ContractViolation
 
 CONTROL_PREFIX = "/_fake/"
+#: Environment variable naming the file with the token a fake run as a process accepts (or --token-file).
+TOKEN_FILE_ENV = "FAKE_API_TOKEN_FILE"
 
 
 class Fault(Exception):
@@ -243,12 +247,28 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # -- command line ------------------------------------------------------------------------------
-def argument_parser(description: str, port: int = 0) -> argparse.ArgumentParser:
-    """The options every fake takes from a shell; a vendor adds its own."""
+def argument_parser(description: str, port: int = 0, token_option: str = "--token") -> argparse.ArgumentParser:
+    """The options every fake takes from a shell (``token_option``: the vendor's name for the token); a vendor
+    adds its own. :func:`token_of` reads the token they give."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port, help=f"0: any free port (default {port})")
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument(token_option, dest="token", help="the bearer token to accept (shows in ps: a test's only)")
+    token.add_argument("--token-file", type=Path, default=os.environ.get(TOKEN_FILE_ENV) or None,
+                       help=f"file holding the token to accept, kept out of ps (default: ${TOKEN_FILE_ENV})")
     return parser
+
+
+def token_of(args: argparse.Namespace) -> str | None:
+    """The token given on the command line, else the content of the token file (surrounding whitespace
+    stripped; an empty file is an error), else None (the vendor's default)."""
+    if args.token is not None or args.token_file is None:
+        return args.token
+    token = args.token_file.read_text().strip()
+    if not token:
+        raise SystemExit(f"no token in {args.token_file}")
+    return token
 
 
 def serve(fake: FakeApi, banner: str) -> None:

@@ -10,7 +10,10 @@ In pytest::
 
 From a shell (Molecule ``prepare``; the ``/_fake/`` control paths of :mod:`base` steer it then)::
 
-    python tests/fakes/hetzner_api.py --port 8080 --seed seed.json [--token T] [--action-polls 2]
+    python tests/fakes/hetzner_api.py --port 8080 --seed seed.json [--token-file F] [--action-polls 2]
+
+(``--token-file``, or the file named by ``$FAKE_API_TOKEN_FILE``, keeps the token out of ``ps``; ``--token T``
+is for tests.)
 
 Server, request log, contract checks of requests and answers and injected failures come from
 :class:`base.FakeApi`; a request the real API would refuse is answered in Hetzner's error shape
@@ -34,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
-    from .base import FakeApi, Fault, argument_parser, serve, utc_now
+    from .base import FakeApi, Fault, argument_parser, serve, token_of, utc_now
     from .contract import ContractViolation
-else:  # run as a script from this directory (Molecule's prepare starts fakes so)
-    from base import FakeApi, Fault, argument_parser, serve, utc_now
+else:  # run as a script (Molecule's prepare and the lab start fakes so)
+    from base import FakeApi, Fault, argument_parser, serve, token_of, utc_now
     from contract import ContractViolation
 
 SPEC_FILE = "hetzner-storage-boxes.openapi.json"
@@ -346,12 +349,11 @@ def _labels_match(labels: dict, selector: str | None) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=Path, help="JSON file with storage_boxes (and optionally token)")
-    parser.add_argument("--token", help=f"bearer token to accept (default: seed token or {DEFAULT_TOKEN})")
+    parser.add_argument("--seed", type=Path, help=f"JSON file with storage_boxes (and a token, else {DEFAULT_TOKEN})")
     parser.add_argument("--action-polls", type=int, help="polls before an action finishes (default 1)")
     args = parser.parse_args(argv)
     seed = json.loads(args.seed.read_text()) if args.seed else {}
-    serve(HetznerFake(seed, token=args.token, port=args.port, host=args.host, action_polls=args.action_polls),
+    serve(HetznerFake(seed, token=token_of(args), port=args.port, host=args.host, action_polls=args.action_polls),
           "Hetzner fake listening on {url}")
 
 

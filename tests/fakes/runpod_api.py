@@ -15,7 +15,7 @@ From pytest::
 
 As a process (e.g. a Molecule prepare step)::
 
-    python tests/fakes/runpod_api.py --port 8089 --api-key test-key
+    python tests/fakes/runpod_api.py --port 8089 --token-file key   # or $FAKE_API_TOKEN_FILE; --api-key K in tests
 
 then ``GET /_fake/log``, ``GET /_fake/violations``, ``POST /_fake/fail_next {"status": 503}`` and
 ``POST /_fake/reset`` inspect and steer it (those paths are the fake's own, outside the contract; see
@@ -31,10 +31,10 @@ import string
 from urllib.parse import unquote
 
 if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
-    from .base import FakeApi, Fault, argument_parser, serve, utc_now
+    from .base import FakeApi, Fault, argument_parser, serve, token_of, utc_now
     from .contract import ContractViolation
-else:  # run as a script from this directory (Molecule's prepare starts fakes so)
-    from base import FakeApi, Fault, argument_parser, serve, utc_now
+else:  # run as a script (Molecule's prepare and the lab start fakes so)
+    from base import FakeApi, Fault, argument_parser, serve, token_of, utc_now
     from contract import ContractViolation
 
 DEFAULT_API_KEY = "rpa_fake_0123456789"
@@ -269,13 +269,12 @@ def _request_urls(endpoint_id: str, endpoint_type: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser(__doc__.split("\n\n", maxsplit=1)[0], port=8089)
-    parser.add_argument("--api-key", default=DEFAULT_API_KEY)
+    parser = argument_parser(__doc__.split("\n\n", maxsplit=1)[0], port=8089, token_option="--api-key")
     args = parser.parse_args(argv)
-    # A key given on the command line is a secret of whoever runs the fake (the lab's): never printed.
-    key = f"the test key {DEFAULT_API_KEY}" if args.api_key == DEFAULT_API_KEY else "as given, not shown"
-    fake = FakeRunpod(api_key=args.api_key, host=args.host, port=args.port)
-    serve(fake, f"fake RunPod API v2 at {{url}} (key: {key})")
+    api_key = token_of(args) or DEFAULT_API_KEY
+    # A key given to the fake is a secret of whoever runs it (the lab's): never printed.
+    shown = f"the test key {DEFAULT_API_KEY}" if api_key == DEFAULT_API_KEY else "as given, not shown"
+    serve(FakeRunpod(api_key=api_key, host=args.host, port=args.port), f"fake RunPod API v2 at {{url}} (key: {shown})")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import requests
+from ansible_collections.selfhost.immich.tests.fakes.base import TOKEN_FILE_ENV, argument_parser, token_of
 from ansible_collections.selfhost.immich.tests.fakes.contract import spec_path
 from ansible_collections.selfhost.immich.tests.fakes.hetzner_api import SPEC_FILE, HetznerFake
 from ansible_collections.selfhost.immich.tests.fakes.runpod_api import FakeRunpod
@@ -111,3 +112,26 @@ def test_manifest_names_a_published_url_for_every_spec_the_fakes_use():
     for spec_file in (SPEC_FILE, FakeRunpod.spec_file):
         assert entries[spec_file]["url"].startswith("https://")
         assert isinstance(entries[spec_file]["confirmed"], bool)
+
+
+def test_a_fake_run_as_a_process_takes_its_token_from_a_file(tmp_path, monkeypatch):
+    """--token-file or $FAKE_API_TOKEN_FILE (how the lab starts the fakes, the token kept out of ps); the
+    vendor's own option (--token, RunPod's --api-key) wins; neither: the fake's default token."""
+    monkeypatch.delenv(TOKEN_FILE_ENV, raising=False)
+    key = tmp_path / "key"
+    key.write_text("rpa_lab_secret\n")
+
+    def token(*argv, option="--token"):
+        return token_of(argument_parser("fake", token_option=option).parse_args(argv))
+
+    assert token("--token-file", str(key), option="--api-key") == "rpa_lab_secret"
+    assert token("--api-key", "k", option="--api-key") == "k"
+    assert token() is None
+    monkeypatch.setenv(TOKEN_FILE_ENV, str(key))
+    assert token() == "rpa_lab_secret"
+    assert token("--token", "t") == "t"
+    with pytest.raises(SystemExit):
+        token("--token", "t", "--token-file", str(key))
+    key.write_text(" \n")
+    with pytest.raises(SystemExit, match="no token in"):
+        token()

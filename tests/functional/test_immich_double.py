@@ -20,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -263,6 +264,34 @@ def test_aioimmich_upload_is_stored_byte_identical_listed_and_a_second_one_is_th
     assert Path(asset.original_path).read_bytes() == photo.read_bytes()
     assert double.files() == [Path(asset.original_path)]  # one file: no second copy, no temporary left
     assert len(double.rows()) == 1
+
+
+def test_config_file_with_an_unknown_key_stops_the_start_and_known_keys_pass(tmp_path, monkeypatch):
+    """The keys are the role's (roles/immich/files/config_keys.json): leaves take any value, sections recurse."""
+    config = tmp_path / "immich.yaml"
+    config.write_text("machineLearning:\n  clip: {modelname: x}\n  urls: [http://ml:3003]\nstoragetemplate: {}\n")
+    command = [sys.executable, str(DOUBLE)]
+    if IMAGE:
+        command = ["docker", "run", "--rm", "-v", f"{tmp_path}:{tmp_path}", f"-eIMMICH_CONFIG_FILE={config}", IMAGE]
+    env = {**os.environ, "IMMICH_CONFIG_FILE": str(config)}
+    started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert started.returncode == 1
+    assert (
+        f"ImmichStartupError: Invalid value(s) in config file {config}: unknown key(s) "
+        "machineLearning.clip.modelname, storagetemplate"
+    ) in started.stdout
+
+    spec = importlib.util.spec_from_file_location("immich_double", DOUBLE)
+    double = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(double)
+    known = {
+        "machineLearning": {"clip": {"modelName": "x"}, "urls": ["http://ml:3003"], "enabled": True},
+        "notifications": {"smtp": {"transport": {"port": 587}}},
+        "ffmpeg": {"acceptedVideoCodecs": ["h264"]},
+    }
+    (tmp_path / "immich.json").write_text(json.dumps(known))
+    monkeypatch.setenv("IMMICH_CONFIG_FILE", str(tmp_path / "immich.json"))
+    assert double.load_config() == known
 
 
 def test_unknown_fields_are_ignored_and_missing_required_fields_refused(start_double):

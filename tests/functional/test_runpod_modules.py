@@ -1,8 +1,9 @@
 """The real RunPod modules, run by ansible-playbook against the fake RunPod API v2 (tests/fakes/runpod_api.py).
 
-Lifecycle: template + load-balancing endpoint created -> same play again changes nothing and only reads ->
-workers_max raised with one PATCH -> check mode writes nothing -> both deleted. Throughout: every request
-met the vendor's spec, and neither the API key nor a secret env value appears in the -v --diff output.
+Lifecycle: template + load-balancing endpoint (the modules' own first EXAMPLES) created -> same play again
+changes nothing and only reads -> workers_max raised with one PATCH -> check mode writes nothing -> both deleted.
+Throughout: every request met the vendor's spec, and neither the API key nor a secret env value appears in the
+-v --diff output.
 """
 
 from __future__ import annotations
@@ -18,67 +19,49 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
+from ansible_collections.selfhost.immich.plugins.modules import runpod_endpoint, runpod_template
 from ansible_collections.selfhost.immich.tests.fakes.runpod_api import FakeRunpod
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_SCRIPT = REPO / "tests" / "fakes" / "runpod_api.py"
 HF_TOKEN = "hf_integration_secret_7f3a9c"
 
-PLAY = """
-- name: RunPod machine learning for Immich
-  hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/selfhost.immich.runpod:
-      api_timeout: 20
-  vars:
-    state: present
-  tasks:
-    - name: Template
-      selfhost.immich.runpod_template:
-        name: immich-ml
-        image: ghcr.io/immich-app/immich-machine-learning:v3.2.4-cuda
-        env:
-          PORT: "3003"
-          PORT_HEALTH: "3003"
-          IMMICH_HOST: 0.0.0.0
-          HF_TOKEN: "{{ lookup('ansible.builtin.env', 'HF_TOKEN') }}"
-        ports: [3003/http]
-        disk: 20
-      when: state == 'present'
 
-    - name: Endpoint
-      selfhost.immich.runpod_endpoint:
-        name: immich-ml
-        state: "{{ state }}"
-        type: LOAD_BALANCER
-        template: immich-ml
-        gpu_pools: [ADA_24, AMPERE_24]
-        min_cuda_version: "12.2"
-        workers_min: 0
-        workers_max: "{{ workers_max | int }}"
-        idle_timeout: 60
-        scaling: {type: REQUEST_COUNT, value: 4}
-        flashboot: FLASHBOOT
-      register: endpoint
+def example(module, **changes):
+    """The first task of ``module``'s EXAMPLES with ``changes``: the play runs what the documentation shows."""
+    task = yaml.safe_load(module.EXAMPLES)[0]
+    options = task[f"selfhost.immich.{module.__name__.rsplit('.', 1)[-1]}"]
+    options.update(changes.pop("options", {}))
+    return dict(task, **changes)
 
-    - name: Info
-      selfhost.immich.runpod_endpoint_info:
-        name: immich-ml
-      register: info
 
-    - name: Endpoint and info agree
-      ansible.builtin.assert:
-        that:
-          - info.endpoints | map(attribute='request_url') | list == [endpoint.request_url] | select | list
-      when: not ansible_check_mode
+TEMPLATE_TASK = example(runpod_template, when="state == 'present'")
+TEMPLATE_TASK["selfhost.immich.runpod_template"]["env"]["HF_TOKEN"] = "{{ lookup('ansible.builtin.env', 'HF_TOKEN') }}"
+ENDPOINT_TASK = example(runpod_endpoint, register="endpoint",
+                        options={"state": "{{ state }}", "workers_max": "{{ workers_max | int }}"})
+PLAY = yaml.safe_dump([{
+    "name": "RunPod machine learning for Immich", "hosts": "localhost", "gather_facts": False,
+    "module_defaults": {"group/selfhost.immich.runpod": {"api_timeout": 20}}, "vars": {"state": "present"},
+    "tasks": [TEMPLATE_TASK, ENDPOINT_TASK, *yaml.safe_load("""
+- name: Info
+  selfhost.immich.runpod_endpoint_info:
+    name: immich-ml
+  register: info
 
-    - name: Template removed after its endpoint
-      selfhost.immich.runpod_template:
-        name: immich-ml
-        state: absent
-      when: state == 'absent'
-"""
+- name: Endpoint and info agree
+  ansible.builtin.assert:
+    that:
+      - info.endpoints | map(attribute='request_url') | list == [endpoint.request_url] | select | list
+  when: not ansible_check_mode
+
+- name: Template removed after its endpoint
+  selfhost.immich.runpod_template:
+    name: immich-ml
+    state: absent
+  when: state == 'absent'
+""")],
+}], sort_keys=False)
 
 
 @dataclass
@@ -194,14 +177,17 @@ def test_fake_answers_in_the_spec_shapes(runpod):
     call("GET", "/serverless", expect=401)
 
 
-def test_fake_runs_as_a_process():
+def test_fake_runs_as_a_process(tmp_path):
+    """As the lab starts it: the key read from a file, so it never shows in ps (nor in the banner)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, str(FAKE_SCRIPT), "--port", str(port), "--api-key", "k"],
-                               stdout=subprocess.PIPE, text=True)
+    (tmp_path / "key").write_text("k\n")
+    process = subprocess.Popen([sys.executable, str(FAKE_SCRIPT), "--port", str(port), "--token-file",
+                                str(tmp_path / "key")], stdout=subprocess.PIPE, text=True)
     try:
-        assert "fake RunPod API v2 at" in process.stdout.readline()
+        banner = f"fake RunPod API v2 at http://127.0.0.1:{port}/v2 (key: as given, not shown)"
+        assert process.stdout.readline().strip() == banner
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 10
         while True:

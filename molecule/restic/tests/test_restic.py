@@ -112,10 +112,13 @@ def test_secrets_are_root_only_and_the_repository_goes_through_the_alias(host):
 
 def test_the_wrapper_reads_the_environment_as_data(host):
     """selfhost-restic never runs restic.env as shell: an injected line stops it before restic runs."""
-    host.check_output("rm -f /tmp/pwned && sed 's/^RESTIC_CACHE_DIR=.*/RESTIC_CACHE_DIR=$(touch \\/tmp\\/pwned)/' "
-                      "/etc/selfhost-restic/restic.env > /root/injected.env")
-    refused = host.run("SELFHOST_RESTIC_ENV_FILE=/root/injected.env selfhost-restic snapshots --no-lock")
-    host.run("rm -f /root/injected.env")
+    env = "/etc/selfhost-restic/restic.env"
+    host.check_output(f"rm -f /tmp/pwned && cp -p {env} /root/restic.env.good && "
+                      f"sed -i 's/^RESTIC_CACHE_DIR=.*/RESTIC_CACHE_DIR=$(touch \\/tmp\\/pwned)/' {env}")
+    try:
+        refused = host.run("selfhost-restic snapshots --no-lock")
+    finally:
+        host.check_output(f"mv /root/restic.env.good {env}")
     assert refused.rc == 2 and "restic was not run" in refused.stderr, refused.stderr
     assert not host.file("/tmp/pwned").exists
 

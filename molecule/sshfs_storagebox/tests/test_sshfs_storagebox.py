@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,19 +36,6 @@ def docker(*args: str, input: str | None = None, check: bool = True) -> subproce
 
 def on_box(script: str, check: bool = True) -> str:
     return docker("exec", BOX, "sh", "-c", script, check=check).stdout
-
-
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float, interval: float = 2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def mounted(host) -> bool:
-    return host.run(f"findmnt -n -o FSTYPE --mountpoint {MOUNT}").stdout.strip() == "fuse.sshfs"
 
 
 def sha256_on_host(host, path: str) -> str:
@@ -137,15 +123,15 @@ def test_other_local_users_cannot_reach_immichs_folder(host):
         assert result.rc != 0 and "Permission denied" in result.stderr, attempt
 
 
-def test_retry_service_mounts_the_box_again_and_its_timer_is_on(host):
+def test_retry_service_mounts_the_box_again_and_its_timer_is_on(host, wait_for, mounted):
     assert host.service("storagebox-mount-retry.timer").is_enabled
     assert host.service("storagebox-mount-retry.timer").is_running
     host.check_output("systemctl stop storagebox-mount-retry.timer")
     try:
         host.check_output(f"systemctl stop {UNIT}")
-        assert not mounted(host)
+        assert not mounted()
         host.check_output("systemctl start storagebox-mount-retry.service")
-        wait_for("the retried mount", lambda: mounted(host), 60)
+        wait_for("the retried mount", mounted, 60)
         assert host.service("immich-standin.service").is_running  # bound units are started again as well
     finally:
         host.check_output("systemctl start storagebox-mount-retry.timer")
@@ -190,8 +176,8 @@ def test_bound_unit_carries_the_mount_dependency(host):
     assert UNIT in re.search(r"^After=(.*)$", props, re.M).group(1)
 
 
-def test_check_mode_on_the_converged_host_reports_no_changes(host):
-    assert mounted(host)
+def test_check_mode_on_the_converged_host_reports_no_changes(host, mounted):
+    assert mounted()
     env, inventory = molecule_ansible_env()
     result = subprocess.run(["ansible-playbook", "--check", "-i", inventory, str(SCENARIO_DIR / "converge.yml")],
                             capture_output=True, text=True, env=env, timeout=900)
@@ -246,8 +232,10 @@ def test_api_path_enables_ssh_and_creates_a_readonly_webdav_subaccount(host):
                    sshfs_storagebox_api_url=fake.url)
         first = role_checks(BOX, "api", api)
         assert first.returncode == 0, first.stdout[-3000:]
-        assert "changed=2" in recap_of(first.stdout, BOX)
+        # SSH on, the sub-account, and the snapshot plan the token sets (sshfs_storagebox_snapshot_plan's default).
+        assert "changed=3" in recap_of(first.stdout, BOX)
         assert fake.boxes[4242]["access_settings"]["ssh_enabled"] is True
+        assert fake.boxes[4242]["snapshot_plan"]["max_snapshots"] == 14
         (sub,) = [s for s in fake.subaccounts.values() if s["storage_box"] == 4242]
         assert sub["name"] == "synology-pull" and sub["home_directory"] == "immich"
         assert sub["access_settings"] == {"readonly": True, "webdav_enabled": True, "ssh_enabled": False,
@@ -263,11 +251,11 @@ def test_api_path_enables_ssh_and_creates_a_readonly_webdav_subaccount(host):
         assert fake.violations == [] and fake.response_problems == []
 
 
-def test_unmounted_mountpoint_refuses_writes_and_stops_bound_units(host):
+def test_unmounted_mountpoint_refuses_writes_and_stops_bound_units(host, mounted):
     host.check_output("systemctl stop storagebox-mount-retry.timer")  # it would mount the box again meanwhile
     host.check_output(f"systemctl stop {UNIT}")
     try:
-        assert not mounted(host)
+        assert not mounted()
         assert not host.service("immich-standin.service").is_running  # BindsTo stopped it first
         for attempt in (f"touch {MOUNT}/.immich", f"mkdir {UPLOAD}", f"cp /root/photo.jpg {MOUNT}/"):
             result = host.run(attempt)
@@ -275,7 +263,7 @@ def test_unmounted_mountpoint_refuses_writes_and_stops_bound_units(host):
         assert host.check_output(f"ls -A {MOUNT}") == ""
     finally:
         host.check_output(f"systemctl start {UNIT} immich-standin.service storagebox-mount-retry.timer")
-    assert mounted(host)
+    assert mounted()
     assert sha256_on_host(host, f"{UPLOAD}/library/photo.jpg") == sha256_on_host(host, "/root/photo.jpg")
 
 
@@ -313,7 +301,7 @@ def journal_since(host, since: str, unit: str) -> str:
     return host.run(f"journalctl --no-pager -o cat --since=@{since} -u {unit}").stdout
 
 
-def test_killed_sshfs_daemon_is_healed_without_a_person(host):
+def test_killed_sshfs_daemon_is_healed_without_a_person(host, wait_for):
     assert host.service("storagebox-mount-health.timer").is_enabled
     assert host.service("storagebox-mount-health.timer").is_running
     photo = sha256_on_host(host, "/root/photo.jpg")
@@ -367,7 +355,7 @@ def test_health_check_leaves_a_working_mount_alone_and_never_runs_twice(host):
 HEALTHCHECKS = "/run/healthchecks-standin"
 
 
-def test_box_down_past_the_threshold_sends_the_failure_ping_once(host):
+def test_box_down_past_the_threshold_sends_the_failure_ping_once(host, wait_for):
     # sshfs_storagebox_failure_ping_url of this scenario: a plain HTTP server on the host stands in for
     # healthchecks.io and logs each request; sshfs_storagebox_alert_after is 20 s here.
     host.check_output(f"rm -rf {HEALTHCHECKS} && mkdir -p {HEALTHCHECKS}/hc/0b1e2c3d "
@@ -418,7 +406,7 @@ echo done >>"$2"
 """
 
 
-def test_box_outage_fails_writes_then_recovers_by_itself(host):
+def test_box_outage_fails_writes_then_recovers_by_itself(host, wait_for):
     log = "/run/outage-writer.log"
     host.check_output(f"mkdir -p {UPLOAD}/outage && rm -f /run/outage-writer.stop")
     docker("exec", "-i", HOST, "sh", "-c", "cat > /run/outage-writer.sh", input=WRITER)
@@ -454,10 +442,10 @@ def test_box_outage_fails_writes_then_recovers_by_itself(host):
     assert host.check_output(f"storagebox-mount-guard status {MOUNT}") == "immutable"
 
 
-def test_mount_comes_back_after_a_host_restart(host):
+def test_mount_comes_back_after_a_host_restart(host, wait_for, mounted):
     docker("restart", "-t", "30", HOST)
     wait_for("systemd in the restarted host", lambda: docker("exec", HOST, "true", check=False).returncode == 0, 120)
-    wait_for("the mount after the restart", lambda: mounted(host), 240, interval=5)
+    wait_for("the mount after the restart", mounted, 240, interval=5)
     # The bound unit starts after the mount, when boot gets to it.
     wait_for("the bound unit after the restart", lambda: host.service("immich-standin.service").is_running, 120,
              interval=5)
@@ -466,14 +454,14 @@ def test_mount_comes_back_after_a_host_restart(host):
     assert sha256_on_box(f"{BOX_HOME}/immich/library/after-restart.webp") == sha256_on_host(host, "/root/thumb.webp")
 
 
-def test_changed_box_host_key_makes_the_mount_fail(host):
+def test_changed_box_host_key_makes_the_mount_fail(host, mounted):
     on_box("mkdir -p /root/hostkeys && cp -a /etc/ssh/ssh_host_* /root/hostkeys/ && rm /etc/ssh/ssh_host_* "
            "&& ssh-keygen -A >/dev/null && systemctl restart ssh")
     host.check_output("systemctl stop storagebox-mount-retry.timer")
     try:
         result = host.run(f"systemctl restart {UNIT}")
         assert result.rc != 0
-        assert not mounted(host)
+        assert not mounted()
         # sshfs hides ssh's message; the same pinned ssh settings say why.
         probe = host.run(f"echo pwd | sftp -b - {ALIAS}")
         assert probe.rc != 0 and "Host key verification failed" in probe.stderr
@@ -482,4 +470,4 @@ def test_changed_box_host_key_makes_the_mount_fail(host):
     finally:
         on_box("cp -a /root/hostkeys/ssh_host_* /etc/ssh/ && systemctl restart ssh")
         host.run(f"systemctl start {UNIT} immich-standin.service storagebox-mount-retry.timer")
-    assert mounted(host)
+    assert mounted()

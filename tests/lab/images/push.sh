@@ -13,9 +13,10 @@ archive=/var/tmp/lab-images.tar
 outdated=()
 for spec in "$@"; do
   IFS== read -r target reference build_arg <<<"$spec"
-  args=(--quiet --network host -f "$context/images/Dockerfile" --target "$target" -t "$reference")
+  args=(--quiet --network host -f images/Dockerfile --target "$target" -t "$reference")
   [[ -n $build_arg ]] && args+=(--build-arg "$build_arg")
-  id=$(docker build "${args[@]}" "$context")
+  # The context as a tar with links followed: immich_double/config_keys.json links to the immich role's file.
+  id=$(tar -ch -C "$context" images immich_double | docker build "${args[@]}" -)
   held=$(docker exec "$registry_container" skopeo inspect --raw --cert-dir /etc/docker/registry/ca \
     "docker://$reference" 2>/dev/null || true)
   held_id=$(python3 -c 'import json, sys

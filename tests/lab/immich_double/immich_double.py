@@ -8,7 +8,8 @@ the ``immich`` role orchestrates, behaving as Immich v3 does (docs/decisions.md,
   that in the database (Immich's ``SystemFlags.mountChecks``); on a later boot a missing marker is fatal,
   ``ImmichStartupError: Failed to read: <media>/<folder>/.immich`` (the container crash-loops);
 - **config file**: loads ``IMMICH_CONFIG_FILE`` (JSON, or YAML by extension) and refuses unknown keys,
-  checked against the key tree of @immich/sdk's ``AdminConfigDto`` (``admin_config_keys.json``);
+  checked against the leaf paths of @immich/sdk's ``AdminConfigDto`` that the role reads too (``config_keys.json``,
+  a link to ``roles/immich/files/config_keys.json``);
 - **Postgres and Redis**: connects with the env the role gives it (``DB_HOSTNAME``, ``DB_USERNAME``,
   ``DB_PASSWORD``, ``DB_DATABASE_NAME``, ``REDIS_HOSTNAME``, ...) and keeps users, API keys and assets in
   Postgres; it refuses to start when either is unreachable;
@@ -73,7 +74,7 @@ import yaml
 
 MEDIA = Path(os.environ.get("IMMICH_MEDIA_LOCATION", "/data"))
 FOLDERS = ["upload", "library", "thumbs", "encoded-video", "profile", "backups"]
-KEYS_FILE = Path(__file__).with_name("admin_config_keys.json")
+KEYS_FILE = Path(__file__).with_name("config_keys.json")
 VERSION_FILE = Path("/etc/immich-double-version")
 IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".heic", ".webp", ".gif", ".tif", ".tiff", ".dng"]
 VIDEO_TYPES = [".mp4", ".mov", ".webm"]
@@ -92,15 +93,17 @@ def log(message: str) -> None:
     print(f"[immich-double] {message}", flush=True)
 
 
-def unknown_keys(config: object, known: object, prefix: str = "") -> list[str]:
+def unknown_keys(config: object, known: set[str], prefix: str = "") -> list[str]:
+    """The paths in config that are neither a known leaf (any value) nor a section above one."""
     if not isinstance(config, dict):
         return []
     bad = []
     for key, value in config.items():
-        if not isinstance(known, dict) or key not in known:
-            bad.append(prefix + key)
-        elif isinstance(known[key], dict):
-            bad.extend(unknown_keys(value, known[key], prefix + key + "."))
+        path = prefix + key
+        if any(known_path.startswith(path + ".") for known_path in known):
+            bad.extend(unknown_keys(value, known, path + "."))
+        elif path not in known:
+            bad.append(path)
     return bad
 
 
@@ -113,7 +116,7 @@ def load_config() -> dict:
         config = yaml.safe_load(text) if path.endswith((".yml", ".yaml")) else json.loads(text)
     except (OSError, ValueError, yaml.YAMLError) as error:
         raise StartupError(f"Failed to load config file {path}: {error}") from error
-    bad = unknown_keys(config, json.loads(KEYS_FILE.read_text()))
+    bad = unknown_keys(config, set(json.loads(KEYS_FILE.read_text())["paths"]))
     if bad:
         raise StartupError(f"Invalid value(s) in config file {path}: unknown key(s) {', '.join(bad)}")
     return config

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 from ansible_collections.selfhost.immich.tests.unit.utils import hetzner_calls, runpod_calls
 from ansible_collections.selfhost.immich.tests.unit.utils.module_harness import ModuleRunner
 
@@ -24,6 +28,22 @@ def run_runpod(monkeypatch: pytest.MonkeyPatch) -> ModuleRunner:
     masked), because the RunPod modules hand secret env values to that masking (_runpod.public_view).
     """
     return ModuleRunner(monkeypatch, runpod_calls.MODULE_DEFAULTS, mask_no_log=True, clear_env=runpod_calls.ENV)
+
+
+@pytest.fixture
+def collection_plugins():
+    """Ansible's collection loader, as ansible-playbook installs it: the plugin loaders then find selfhost.immich's
+    lookups and filters by their names, and templates can call them. The session imported ansible_collections.* the
+    plain way (pyproject's pythonpath): those modules step aside while the loader imports its own, and come back."""
+    plain = {name: sys.modules.pop(name) for name in list(sys.modules) if name.split(".")[0] == "ansible_collections"}
+    _AnsibleCollectionFinder(paths=[str(Path(__file__).resolve().parents[3] / ".collections")])._install()
+    try:
+        yield
+    finally:
+        _AnsibleCollectionFinder._remove()
+        for name in [name for name in sys.modules if name.split(".")[0] == "ansible_collections"]:
+            del sys.modules[name]
+        sys.modules.update(plain)
 
 
 def pytest_configure(config: pytest.Config) -> None:

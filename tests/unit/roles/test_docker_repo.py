@@ -12,15 +12,10 @@ from pathlib import Path
 import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from ansible_collections.selfhost.immich.plugins.filter.release_arch import release_arch
 from ansible_collections.selfhost.immich.tests.unit.utils.role_files import load_trusted
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "docker"
-PREFLIGHT = ROLE.parent / "preflight"
-
-
-def _preflight_arch(facts: dict) -> str:
-    """What the shared preflight role sets from the facts, with its one architecture map."""
-    return load_trusted(PREFLIGHT / "vars" / "main.yml")["preflight_arch_map"][facts["architecture"]]
 
 
 def _render(facts: dict, **overrides) -> str:
@@ -28,7 +23,10 @@ def _render(facts: dict, **overrides) -> str:
     role_vars = load_trusted(ROLE / "vars" / "main.yml")
     tasks = load_trusted(ROLE / "tasks" / "official.yml")
     repo_task = next(t for t in tasks if "docker.sources.j2" in str(t.get("selfhost.immich.file_set", {})))
-    variables = {**defaults, **role_vars, **overrides, "ansible_facts": facts, "preflight_arch": _preflight_arch(facts)}
+    # docker_apt_arch's default is the collection filter release_arch of the facts (tests/unit/plugins/filter checks
+    # that the default calls it; a plain Templar here knows no collection filters).
+    arch = {"docker_apt_arch": release_arch(facts["architecture"])}
+    variables = {**defaults, **role_vars, **arch, **overrides, "ansible_facts": facts}
     templar = Templar(loader=DataLoader(), variables=variables)
     variables.update({k: templar.template(v) for k, v in repo_task["vars"].items()})
     templar = Templar(loader=DataLoader(), variables=variables)

@@ -1,17 +1,16 @@
 """The immich role's IMMICH_CONFIG_FILE, rendered with the role's own defaults and vars, type-checked against
-the official @immich/sdk config DTO with TypeScript (tests/lab/immich_cli/check_config.py).
+the official @immich/sdk config DTO with TypeScript (tests/lab/immich_cli/check_config.py), and the role's key
+list (roles/immich/files/config_keys.json, which the server double reads too) equal to the SDK's.
 
 Immich crash-loops on an unknown key, so a misspelt key must fail here, not on a user's server. The SDK and
-typescript come from npm (tests/lab/immich_cli/package.json), installed once into the shared lab directory.
+typescript come from npm (tests/lab/immich_cli/package.json), installed into the shared lab directory by
+tests/lab/immich_cli/install.sh: this runs in tests/run.sh's pytest step, which fails without npm.
 """
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import json
-import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trus
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "immich"
 CLI_SOURCE = REPO / "tests" / "lab" / "immich_cli"
-CLI_DIR = Path("/var/tmp/selfhost-immich/immich-cli")
 BASE = {"immich_domain": "photos.example.org", "immich_ml_urls": ["http://172.30.0.1:3003/"]}
 
 _spec = importlib.util.spec_from_file_location("check_config", CLI_SOURCE / "check_config.py")
@@ -34,17 +32,9 @@ _spec.loader.exec_module(check_config)
 
 @pytest.fixture(scope="module")
 def cli_dir() -> Path:
-    """node_modules with @immich/sdk and typescript (npm install on first use, as molecule/immich does)."""
-    CLI_DIR.mkdir(parents=True, exist_ok=True)
-    # The lock tests/lab/up.sh takes too: one installer at a time in the shared directory.
-    with open(f"{CLI_DIR}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (CLI_DIR / "node_modules" / "typescript").is_dir():
-            if shutil.which("npm") is None:
-                pytest.fail("npm is needed to install @immich/sdk and typescript (tests/lab/immich_cli/package.json)")
-            shutil.copy(CLI_SOURCE / "package.json", CLI_DIR / "package.json")
-            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=CLI_DIR, check=True)
-    return CLI_DIR
+    """node_modules with @immich/sdk and typescript (the one installer; a no-op when they are in place)."""
+    subprocess.run(["bash", str(CLI_SOURCE / "install.sh")], check=True)
+    return check_config.DEFAULT_CLI_DIR
 
 
 def rendered(**overrides) -> dict:
@@ -55,31 +45,6 @@ def rendered(**overrides) -> dict:
     text = templar.template(trust_as_template((ROLE / "templates" / "immich-config.yaml.j2").read_text()))
     assert text.startswith("# Managed by selfhost.immich")
     return yaml.safe_load(text)
-
-
-def sdk_leaf_paths(cli_dir: Path) -> set[str]:
-    """Every leaf key path of AdminConfigDto, read from the SDK's generated declarations."""
-    source = (cli_dir / "node_modules" / "@immich" / "sdk" / "build" / "fetch-client.d.ts").read_text()
-    types = {}
-    for match in re.finditer(r"^export type (\w+) = \{\n(.*?)^\};", source, re.S | re.M):
-        fields = re.findall(r'^\s+"?(\w+)"?\??: (.+);$', match.group(2), re.M)
-        types[match.group(1)] = dict(fields)
-
-    def walk(name: str, prefix: str) -> set[str]:
-        paths = set()
-        for key, kind in types[name].items():
-            is_section = kind in types and kind.startswith("AdminConfig")
-            paths |= walk(kind, f"{prefix}{key}.") if is_section else {prefix + key}
-        return paths
-
-    return walk("AdminConfigDto", "")
-
-
-def leaf_paths(tree: dict, prefix: str = "") -> set[str]:
-    paths = set()
-    for key, value in tree.items():
-        paths |= leaf_paths(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
-    return paths
 
 
 def test_default_config_type_checks_against_the_sdk(cli_dir):
@@ -135,9 +100,20 @@ def test_wrong_value_type_fails_the_type_check(cli_dir):
     assert "not assignable to type 'number" in result.stdout + result.stderr
 
 
-def test_role_and_double_know_exactly_the_sdk_keys(cli_dir):
-    sdk = sdk_leaf_paths(cli_dir)
+def test_the_checked_in_key_list_is_the_installed_sdks(cli_dir):
+    """Fails after an SDK upgrade in package.json until `check_config.py --keys --write` regenerates the list."""
+    sdk = check_config.sdk_keys(cli_dir)
+    assert sdk["sdk"] == "@immich/sdk {} AdminConfigDto".format(
+        json.loads((CLI_SOURCE / "package.json").read_text())["dependencies"]["@immich/sdk"]
+    )
+    assert {"machineLearning.urls", "notifications.smtp.transport.port", "trash.days"} <= set(sdk["paths"])
+    assert check_config.compare_keys(cli_dir, write=False) == 0  # prints the differences
+    assert json.loads(check_config.KEYS_FILE.read_text()) == sdk
+
+
+def test_role_and_double_read_the_key_list():
+    """The role's check reads the list (tests/functional/test_role_bad_input.py runs it); the double's is a link."""
     role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
-    assert set(role_vars["immich_config_known_paths"]) == sdk
-    double = json.loads((REPO / "tests" / "lab" / "immich_double" / "admin_config_keys.json").read_text())
-    assert leaf_paths(double) == sdk
+    assert "/files/config_keys.json" in role_vars["immich_config_known_paths"]
+    double_keys = REPO / "tests" / "lab" / "immich_double" / "config_keys.json"
+    assert double_keys.resolve() == check_config.KEYS_FILE

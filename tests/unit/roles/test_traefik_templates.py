@@ -16,12 +16,15 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from ansible_collections.selfhost.immich.plugins.filter.release_arch import release_arch
 from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trust
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "traefik"
 TOKEN = "cf-sentinel-token-0123456789"
 FACTS = {"architecture": "aarch64", "distribution": "Debian", "distribution_major_version": "12"}
-PREFLIGHT = {"preflight_arch": "arm64"}  # set by the shared preflight role from the facts
+# traefik_arch's default is the collection filter release_arch of the facts (a plain Templar knows no collection
+# filters; tests/unit/plugins/filter checks that the default calls it).
+ARCH = {"traefik_arch": release_arch(FACTS["architecture"])}
 BASE = {"traefik_acme_email": "admin@example.org", "traefik_cloudflare_dns_api_token": TOKEN}
 # Traefik's own graceTimeOut is 10s: requests in flight longer than that were cut on a restart.
 LIFECYCLE = {"requestAcceptGraceTimeout": "2s", "graceTimeOut": "30s"}
@@ -30,7 +33,7 @@ LIFECYCLE = {"requestAcceptGraceTimeout": "2s", "graceTimeOut": "30s"}
 def _variables(**overrides) -> dict:
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
-    return {**trust(defaults), **trust(role_vars), **PREFLIGHT, **BASE, **overrides, "ansible_facts": FACTS}
+    return {**trust(defaults), **trust(role_vars), **ARCH, **BASE, **overrides, "ansible_facts": FACTS}
 
 
 def render(template: str, **overrides) -> str:

@@ -9,15 +9,20 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import (
     MASK,
     ApiClient,
     ApiError,
+    Plan,
     api_url_problem,
+    changed_fields,
     connection_argument_spec,
     connection_problems,
     is_loopback,
     is_secret_name,
+    merged,
     path_segment,
     redact,
     url_secrets,
 )
+from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import HetznerClient
+from ansible_collections.selfhost.immich.plugins.module_utils._runpod import PARTIAL_KEYS, RunpodClient
 from ansible_collections.selfhost.immich.tests.unit.utils.http_calls import Call, ScriptedSession
 
 TOKEN = "Mk7r-unit-token-0001"
@@ -80,7 +85,7 @@ def test_network_errors_and_server_errors_are_retried():
 def test_a_post_whose_answer_was_lost_is_not_resent_without_a_lookup():
     api, session, clock = client([Call("POST", "/things").returns(504)])
     with pytest.raises(ApiError, match=r"gave up after 1 attempts"):
-        api.post("/things", {"name": "a"})
+        api.request("POST", "/things", {"name": "a"})
     assert [s[0] for s in session.sent] == ["POST"] and clock.sleeps == []
 
 
@@ -88,19 +93,20 @@ def test_a_post_is_resent_only_when_the_lookup_finds_nothing():
     lookups = []
     api, session, clock = client([Call("POST", "/things").fails_with(requests.ReadTimeout("lost")),
                                   Call("POST", "/things").returns(201, {"id": 2})])
-    assert api.post("/things", {"name": "a"}, recover=lambda: lookups.append("looked") or None) == {"id": 2}
+    assert api.request("POST", "/things", {"name": "a"}, recover=lambda: lookups.append("looked") or None) == {"id": 2}
     assert lookups == ["looked"] and [s[0] for s in session.sent] == ["POST", "POST"]
 
 
 def test_a_post_that_took_effect_is_not_resent():
     api, session, clock = client([Call("POST", "/things").returns(502)])
-    assert api.post("/things", {"name": "a"}, recover=lambda: {"id": 1, "name": "a"}) == {"id": 1, "name": "a"}
+    found = {"id": 1, "name": "a"}
+    assert api.request("POST", "/things", {"name": "a"}, recover=lambda: found) == found
     assert len(session.sent) == 1 and clock.sleeps == []
 
 
 def test_a_refused_post_is_retried_without_a_lookup():
     api, session, _ = client([Call("POST", "/things").returns(429), Call("POST", "/things").returns(201, {"id": 3})])
-    assert api.post("/things", {"name": "a"}) == {"id": 3}
+    assert api.request("POST", "/things", {"name": "a"}) == {"id": 3}
 
 
 def test_the_token_is_scrubbed_from_http_layer_errors():
@@ -214,7 +220,7 @@ def test_loopback_is_decided_without_resolving(host, loopback):
 
 
 def test_connection_options_carry_the_opt_in_and_connection_problems_read_it():
-    spec = connection_argument_spec(["T"], ["U"], "https://api.example.com/v1")
+    spec = connection_argument_spec(ApiClient)
     assert spec["api_allow_http"] == {"type": "bool", "default": False}
     params = {"api_token": TOKEN, "api_url": "http://172.18.0.1:18091/v1", "api_timeout": 30, "api_allow_http": False}
     assert connection_problems(params) == [PLAIN_HTTP.format("172.18.0.1")]
@@ -252,3 +258,40 @@ def test_path_segment_quotes_ids(value, segment):
 def test_path_segment_refuses_what_would_leave_the_segment(value):
     with pytest.raises(ApiError, match=r"^RunPod id .* cannot be used in a URL path$"):
         path_segment(value, "RunPod id")
+
+
+@pytest.mark.parametrize("client_class, token_env, url_env, url", [
+    (HetznerClient, ["HETZNER_API_TOKEN", "HCLOUD_TOKEN"], ["HETZNER_API_URL"], "https://api.hetzner.com/v1"),
+    (RunpodClient, ["RUNPOD_API_KEY"], ["RUNPOD_API_URL"], "https://api.runpod.io/v2"),
+])
+def test_each_vendor_client_names_its_connection_defaults(client_class, token_env, url_env, url):
+    spec = connection_argument_spec(client_class)
+    assert spec["api_token"]["fallback"][1] == token_env and spec["api_token"]["no_log"] is True
+    assert spec["api_url"]["fallback"][1] == url_env and spec["api_url"]["default"] == url
+
+
+def test_changed_fields_sends_only_set_and_changed_keys():
+    current = {"ssh_enabled": False, "webdav_enabled": True, "samba_enabled": False}
+    wanted = {"ssh_enabled": True, "webdav_enabled": True, "samba_enabled": None}
+    assert changed_fields(current, wanted) == {"ssh_enabled": True}
+    assert changed_fields(current, None) == {}
+
+
+def test_changed_fields_sends_partial_workers_and_gpu_and_treats_lists_as_sets():
+    current = {"workers": {"min": 0, "max": 2, "idleTimeout": 60}, "ports": ["22/tcp", "3003/http"],
+               "gpu": {"pools": ["A", "B"], "minCudaVersion": None}, "dataCenterIds": [], "env": {"A": "1"}}
+    desired = {"workers": {"max": 5, "min": 0}, "ports": ["3003/http", "22/tcp"],
+               "gpu": {"pools": ["B", "A"], "minCudaVersion": ""}, "dataCenterIds": [], "env": {}}
+    assert changed_fields(current, desired, PARTIAL_KEYS) == {"workers": {"max": 5}, "env": {}}
+    assert merged(current, {"workers": {"max": 5}}, PARTIAL_KEYS)["workers"] == {"min": 0, "max": 5, "idleTimeout": 60}
+    assert merged(current, {"workers": {"max": 5}})["workers"] == {"max": 5}  # not partial: replaced
+
+
+def test_plan_send_adds_a_call_only_for_changes_and_predicts_its_effect():
+    plan = Plan({"name": "a", "access": {"ssh": False, "samba": False}})
+    plan.send("PUT", "/x", {})
+    plan.send("POST", "/x/access", {"ssh": True}, key="access")
+    plan.send("PUT", "/x", {"name": "b"})
+    assert plan.calls == [("POST", "/x/access", {"ssh": True}, None), ("PUT", "/x", {"name": "b"}, None)]
+    assert plan.desired == {"name": "b", "access": {"ssh": True, "samba": False}}
+    assert plan.current == {"name": "a", "access": {"ssh": False, "samba": False}}

@@ -8,7 +8,6 @@ from ansible_collections.selfhost.immich.plugins.module_utils._api import ApiErr
 from ansible_collections.selfhost.immich.plugins.module_utils._hetzner import (
     HetznerClient,
     home_directory_problem,
-    partial_update,
     password_problem,
 )
 from ansible_collections.selfhost.immich.tests.unit.utils.hetzner_calls import API_URL
@@ -32,7 +31,7 @@ def test_error_message_has_vendor_code_and_invalid_fields():
                                              {"name": "name", "messages": ["is too long", "is taken"]}]}}}
     client, session, _ = client_for([Call("PUT", "/storage_boxes/1", body={"name": "x"}).returns(400, body)])
     with pytest.raises(ApiError) as raised:
-        client.put("/storage_boxes/1", {"name": "x"})
+        client.request("PUT", "/storage_boxes/1", {"name": "x"})
     assert str(raised.value) == ("PUT /storage_boxes/1 failed: invalid_input: invalid input in fields 'labels', "
                                  "'name' (labels: label value is invalid; name: is too long, is taken)")
     assert raised.value.code == "invalid_input" and raised.value.status == 400
@@ -204,10 +203,3 @@ def test_home_directory_accepted(path):
 ])
 def test_home_directory_refused_with_the_reason(path, problem):
     assert home_directory_problem(path) == problem
-
-
-def test_partial_update_sends_only_set_and_changed_keys():
-    current = {"ssh_enabled": False, "webdav_enabled": True, "samba_enabled": False}
-    wanted = {"ssh_enabled": True, "webdav_enabled": True, "samba_enabled": None}
-    assert partial_update(current, wanted) == {"ssh_enabled": True}
-    assert partial_update(current, None) == {}

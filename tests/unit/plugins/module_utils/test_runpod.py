@@ -1,4 +1,4 @@
-"""_runpod: the RunPod v2 client (errors, wrapped lists, lookup, retries) and the shared diff helpers."""
+"""_runpod: the RunPod v2 client (errors, wrapped lists, lookup, retries), container bodies and masked views."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import pytest
 from ansible_collections.selfhost.immich.plugins.module_utils._api import ApiError
 from ansible_collections.selfhost.immich.plugins.module_utils._runpod import (
     RunpodClient,
-    changed_fields,
     container_body,
-    merged,
     public_view,
     request_url,
 )
@@ -36,7 +34,7 @@ def test_rfc9457_bodies_become_one_line(body, message):
     status = body["status"] if isinstance(body, dict) else 400
     api, _, _ = client([Call("PATCH", "/v2/serverless/e1").returns(status, body)])
     with pytest.raises(ApiError) as error:
-        api.patch("/serverless/e1", {"name": "x"})
+        api.request("PATCH", "/serverless/e1", {"name": "x"})
     assert str(error.value) == message
 
 
@@ -64,15 +62,6 @@ def test_429_and_5xx_are_retried_with_backoff_then_reported():
         api.gpu_types()
     assert sleeps == [3.0, 2.0, 4.0, 8.0, 16.0]
     session.assert_done()
-
-
-def test_changed_fields_sends_partial_workers_and_gpu_and_treats_lists_as_sets():
-    current = {"workers": {"min": 0, "max": 2, "idleTimeout": 60}, "ports": ["22/tcp", "3003/http"],
-               "gpu": {"pools": ["A", "B"], "minCudaVersion": None}, "dataCenterIds": [], "env": {"A": "1"}}
-    desired = {"workers": {"max": 5, "min": 0}, "ports": ["3003/http", "22/tcp"],
-               "gpu": {"pools": ["B", "A"], "minCudaVersion": ""}, "dataCenterIds": [], "env": {}}
-    assert changed_fields(current, desired) == {"workers": {"max": 5}, "env": {}}
-    assert merged(current, {"workers": {"max": 5}})["workers"] == {"min": 0, "max": 5, "idleTimeout": 60}
 
 
 def test_container_body_keeps_only_given_settings_as_strings():

@@ -1,8 +1,9 @@
 """The restic role's job runner (roles/restic/files/restic-run) exits with the exact outcome, and its wrapper
-(roles/restic/files/selfhost-restic) reads restic.env as data, never as shell.
+(roles/restic/templates/selfhost-restic.j2) reads restic.env as data, never as shell.
 
 A fake `restic` records its calls and exits with the code the test gives per subcommand; a local HTTP
-server records the pings. The runner and the wrapper are executed as they are on the host (their own process).
+server records the pings. The runner and the wrapper are executed as they are on the host (their own process),
+the runner with a run.json naming the fake, the wrapper rendered with the fake's and the env file's paths.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / "roles" / "restic" / "files" / "restic-run"
-WRAPPER = REPO / "roles" / "restic" / "files" / "selfhost-restic"
+WRAPPER = REPO / "roles" / "restic" / "templates" / "selfhost-restic.j2"
 TRAILER = "--\\n-- PostgreSQL database dump complete\\n--\\n"
 FAKE_RESTIC = """#!/bin/sh
 echo "$*" >> "$FAKE_LOG"
@@ -54,6 +57,7 @@ def run(tmp_path: Path, job: str, ping_url: str, codes: dict[str, int] | None = 
     fake.write_text(FAKE_RESTIC)
     fake.chmod(0o755)
     config = {
+        "restic": str(fake),
         "staging_dir": str(tmp_path / "staging"),
         "dump_enabled": True,
         "dump_command": ["sh", "-c", dump],
@@ -67,12 +71,11 @@ def run(tmp_path: Path, job: str, ping_url: str, codes: dict[str, int] | None = 
     (tmp_path / "run.json").write_text(json.dumps(config))
     env = {
         **os.environ,
-        "SELFHOST_RESTIC_RUN_CONFIG": str(tmp_path / "run.json"),
-        "SELFHOST_RESTIC_BINARY": str(fake),
         "FAKE_LOG": str(tmp_path / "calls.log"),
         **{f"FAKE_RC_{name}": str(code) for name, code in (codes or {}).items()},
     }
-    result = subprocess.run([sys.executable, str(RUNNER), job], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, str(RUNNER), job, str(tmp_path / "run.json")], env=env,
+                            capture_output=True, text=True, timeout=60)
     log = tmp_path / "calls.log"
     return result.returncode, log.read_text().splitlines() if log.exists() else []
 
@@ -159,13 +162,15 @@ def wrap(tmp_path: Path, env_text: str, *args: str) -> tuple[subprocess.Complete
     fake.write_text(FAKE_RESTIC_ENV)
     fake.chmod(0o755)
     (tmp_path / "restic.env").write_text(env_text)
+    templar = Templar(loader=DataLoader(), variables={"restic_env_file": str(tmp_path / "restic.env"),
+                                                      "restic_binary": str(fake)})
+    wrapper = tmp_path / "selfhost-restic"
+    wrapper.write_text(templar.template(trust_as_template(WRAPPER.read_text())))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")},
-        "SELFHOST_RESTIC_ENV_FILE": str(tmp_path / "restic.env"),
-        "SELFHOST_RESTIC_BINARY": str(fake),
         "FAKE_LOG": str(tmp_path / "calls.log"),
     }
-    result = subprocess.run(["bash", str(WRAPPER), *args], env=env, capture_output=True, text=True, timeout=30,
+    result = subprocess.run(["bash", str(wrapper), *args], env=env, capture_output=True, text=True, timeout=30,
                             cwd=tmp_path)
     log = tmp_path / "calls.log"
     return result, log.read_text().splitlines() if log.exists() else None

@@ -1,6 +1,7 @@
-"""Hostile input through every module, as ansible-playbook runs it against the API fakes.
+"""The modules' bad-input corpus: hostile input through every module, as ansible-playbook runs it against the API
+fakes (the roles' corpus is test_role_bad_input.py).
 
-- The bad-input corpus: malformed options per module, each refused before any HTTP call (the fakes log nothing),
+- The corpus (CORPUS): malformed options per module, each refused before any HTTP call (the fakes log nothing),
   with a message naming the option, no traceback and no retry (well under 5 s each).
 - The marker-secret sweep: marker tokens (valid, with a trailing newline, non-ASCII, with a leading blank),
   passwords and secret env values (trailing newline, non-ASCII) through every module at -vvv --diff, writes,
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.selfhost.immich.tests.fakes.hetzner_api import HetznerFake
+from ansible_collections.selfhost.immich.tests.fakes.network import non_loopback_address
 from ansible_collections.selfhost.immich.tests.fakes.runpod_api import FakeRunpod
-from ansible_collections.selfhost.immich.tests.unit.utils.network import non_loopback_address
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER = "Mk7rSwp"  # every secret below contains it; the output must not

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles" / "immich" / "files" / "selfhost-immich-status"
 FAKES = {
     "mountpoint": 'exit "${FAKE_MOUNTPOINT_RC:-0}"\n',

@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from ansible_collections.selfhost.immich.tests.unit.utils.network import non_loopback_address
+from ansible_collections.selfhost.immich.tests.fakes.network import non_loopback_address
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 GUARD = REPO / "roles" / "runpod_endpoint" / "files" / "runpod-workers-guard"
 KEY = "rpa_guard_marker_key_4c1f"
 

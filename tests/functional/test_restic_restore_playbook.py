@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "restore.yml"
 FAKE_WRAPPER = """#!/bin/sh
 printf '%s\\n' "$*" >> "{log}"

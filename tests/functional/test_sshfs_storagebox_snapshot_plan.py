@@ -1,7 +1,7 @@
-"""The restic role sets the Storage Box's ZFS snapshot plan through the Hetzner fake, from the controller.
+"""The sshfs_storagebox role sets the Storage Box's ZFS snapshot plan through the Hetzner fake, from the controller.
 
-The role's real snapshot_plan tasks run with ansible-playbook (include_role tasks_from) against localhost;
-the fake validates every request against Hetzner's published spec.
+The role's real API tasks (tasks_from api; with no other API feature switched on, only the plan runs) run with
+ansible-playbook against localhost; the fake validates every request against Hetzner's published spec.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.selfhost.immich.tests.fakes.hetzner_api import HetznerFake
-from ansible_collections.selfhost.immich.tests.unit.utils.network import non_loopback_address
+from ansible_collections.selfhost.immich.tests.fakes.network import non_loopback_address
 
-REPO = Path(__file__).resolve().parents[3]
-TOKEN = "Restic-Snapshot-Token-Secret-0042"
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "Box-Snapshot-Token-Secret-0042"
 PLAY = """\
-- name: Set the snapshot plan as the restic role does
+- name: Set the snapshot plan as the sshfs_storagebox role does
   hosts: localhost
   gather_facts: false
   tasks:
-    - name: Run the role's snapshot plan tasks
+    - name: Run the role's API tasks
       ansible.builtin.include_role:
-        name: selfhost.immich.restic
-        tasks_from: snapshot_plan
+        name: selfhost.immich.sshfs_storagebox
+        tasks_from: api
 """
 
 
@@ -53,9 +53,9 @@ def converge(tmp_path: Path, fake: HetznerFake, variables: dict) -> subprocess.C
 
 
 def test_the_plan_is_set_once_and_the_token_never_shown(tmp_path, fake):
-    variables = {"restic_storagebox_api_token": TOKEN, "restic_storagebox_api_url": fake.url,
-                 "restic_storagebox_id": 1,
-                 "restic_storagebox_snapshot_plan": {"max_snapshots": 10, "hour": 1, "minute": 30}}
+    variables = {"sshfs_storagebox_api_token": TOKEN, "sshfs_storagebox_api_url": fake.url,
+                 "sshfs_storagebox_id": 1,
+                 "sshfs_storagebox_snapshot_plan": {"max_snapshots": 10, "hour": 1, "minute": 30}}
     first = converge(tmp_path, fake, variables)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "changed=1" in first.stdout
@@ -68,8 +68,12 @@ def test_the_plan_is_set_once_and_the_token_never_shown(tmp_path, fake):
     assert TOKEN not in first.stdout + first.stderr + second.stdout + second.stderr
 
 
-def test_without_a_token_nothing_is_called(tmp_path, fake):
-    result = converge(tmp_path, fake, {"restic_storagebox_id": 1})
+@pytest.mark.parametrize("variables", [
+    {"sshfs_storagebox_id": 1},  # no token
+    {"sshfs_storagebox_id": 1, "sshfs_storagebox_api_token": TOKEN, "sshfs_storagebox_snapshot_plan": {}},  # opt-out
+], ids=["no-token", "empty-plan"])
+def test_without_a_token_or_a_plan_nothing_is_called(tmp_path, fake, variables):
+    result = converge(tmp_path, fake, {**variables, "sshfs_storagebox_api_url": fake.url})
     assert result.returncode == 0, result.stdout + result.stderr
     assert fake.log == []
 
@@ -85,13 +89,13 @@ def own_address() -> str:
 def test_plain_http_to_another_host_needs_the_lab_switch(tmp_path):
     address = own_address()
     with HetznerFake({"storage_boxes": [{"id": 1, "name": "photos"}]}, token=TOKEN, host="0.0.0.0") as remote:
-        variables = {"restic_storagebox_api_token": TOKEN, "restic_storagebox_id": 1,
-                     "restic_storagebox_api_url": f"http://{address}:{remote.port}{remote.prefix}",
-                     "restic_storagebox_snapshot_plan": {"max_snapshots": 10, "hour": 1, "minute": 30}}
+        variables = {"sshfs_storagebox_api_token": TOKEN, "sshfs_storagebox_id": 1,
+                     "sshfs_storagebox_api_url": f"http://{address}:{remote.port}{remote.prefix}",
+                     "sshfs_storagebox_snapshot_plan": {"max_snapshots": 10, "hour": 1, "minute": 30}}
         refused = converge(tmp_path, remote, variables)
         assert refused.returncode != 0
         assert "api_allow_http" in refused.stdout and remote.log == []
-        allowed = converge(tmp_path, remote, {**variables, "restic_storagebox_api_allow_http": True})
+        allowed = converge(tmp_path, remote, {**variables, "sshfs_storagebox_api_allow_http": True})
         assert allowed.returncode == 0, allowed.stdout + allowed.stderr
         assert remote.boxes[1]["snapshot_plan"]["max_snapshots"] == 10
         assert TOKEN not in refused.stdout + refused.stderr + allowed.stdout + allowed.stderr

@@ -1,8 +1,8 @@
 """Restarts and the Storage Box going away, on the amd64 host that runs the stack.
 
-Named to sort after test_immich.py: pytest runs the files in name order, and these checks stop and restart
-the host, the mount and the box, so every other check has run on the undisturbed stack before them. Each one
-leaves the stack running on the mounted box again (and fails if it cannot).
+Marked disruptive: these checks stop and restart the host, the mount and the box, so molecule/conftest.py runs
+them after every other test of the scenario (which then has seen the undisturbed stack). Each one leaves the stack
+running on the mounted box again (and fails if it cannot).
 
 A box outage while the mount stays up, and a dead or hung SSHFS daemon, are not here: sshfs `reconnect` rides out
 a short one, and the role's health timer (storagebox-mount-health) heals a mount that stops answering by stopping
@@ -15,42 +15,18 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
+from immich_scenario import ADMIN, API, BOX, BOX_IMMICH, docker, on_box
+
 testinfra_hosts = ["immich-amd64"]
+pytestmark = pytest.mark.disruptive
 
 HOST = "immich-amd64"
-BOX = "immich-box"
-BOX_IMMICH = "/srv/storagebox/u100001/home/immich"
 MOUNT = "/mnt/storagebox"
 UNIT = "mnt-storagebox.mount"
-API = "http://127.0.0.1:2283/api"
-ADMIN = {"email": "admin@photos.immich.test", "password": "Lab-Admin-Pass-2026"}
 PROJECT = "label=com.docker.compose.project=immich"
-
-
-def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def on_box(script: str) -> str:
-    return docker("exec", BOX, "sh", "-c", script).stdout
-
-
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float, interval: float = 3) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def mounted(host) -> bool:
-    return host.run(f"findmnt -n -o FSTYPE --mountpoint {MOUNT}").stdout.strip() == "fuse.sshfs"
 
 
 def pong(host) -> bool:
@@ -65,7 +41,7 @@ def running_containers(host) -> list[str]:
     return host.check_output(f"docker ps --filter {PROJECT} --format '{{{{.Names}}}}'").split()
 
 
-def boot(host) -> None:
+def boot(wait_for) -> None:
     """Wait for the restarted host's systemd to finish booting (running, or degraded by a failed unit)."""
 
     def answers() -> bool:  # until PID 1 listens, systemctl fails with no state
@@ -76,10 +52,10 @@ def boot(host) -> None:
     assert state.stdout.strip() in ("running", "degraded"), state.stdout + state.stderr
 
 
-def restart(host) -> None:
+def restart(wait_for) -> None:
     # Time for an orderly shutdown: immich.service's ExecStop (`compose stop`) before dockerd stops.
     docker("restart", "--time", "150", HOST)
-    boot(host)
+    boot(wait_for)
 
 
 def unit_time(host, unit: str, prop: str) -> int:
@@ -121,14 +97,14 @@ def upload_lands_on_the_box(host) -> None:
     assert stored and stored[0] == digest, stored
 
 
-def assert_nothing_local(host) -> None:
+def assert_nothing_local(host, mounted) -> None:
     """The bare mountpoint on the local disk is still empty and immutable: nothing landed there."""
-    assert not mounted(host)
+    assert not mounted()
     assert host.check_output(f"ls -A {MOUNT}") == ""
     assert host.check_output(f"storagebox-mount-guard status {MOUNT}") == "immutable"
 
 
-def test_losing_the_mount_stops_the_stack_and_the_mount_brings_it_back(host):
+def test_losing_the_mount_stops_the_stack_and_the_mount_brings_it_back(host, wait_for, mounted):
     assert sorted(running_containers(host)) == ["immich_postgres", "immich_redis", "immich_server"]
     host.check_output("systemctl stop storagebox-mount-retry.timer")  # it would mount the box again meanwhile
     try:
@@ -140,7 +116,7 @@ def test_losing_the_mount_stops_the_stack_and_the_mount_brings_it_back(host):
         for attempt in (f"mkdir {MOUNT}/immich", f"touch {MOUNT}/.immich"):
             result = host.run(attempt)
             assert result.rc != 0 and "Operation not permitted" in result.stderr, attempt
-        assert_nothing_local(host)
+        assert_nothing_local(host, mounted)
     finally:
         # Only the mount: immich.service must follow it by itself (it is wanted by the mount unit).
         host.check_output(f"systemctl start {UNIT} storagebox-mount-retry.timer")
@@ -149,8 +125,8 @@ def test_losing_the_mount_stops_the_stack_and_the_mount_brings_it_back(host):
     assert sorted(running_containers(host)) == ["immich_postgres", "immich_redis", "immich_server"]
 
 
-def test_host_restart_mounts_the_box_before_it_starts_the_stack(host):
-    restart(host)
+def test_host_restart_mounts_the_box_before_it_starts_the_stack(host, wait_for):
+    restart(wait_for)
     wait_for("the server's ping after the restart", lambda: pong(host), 300)
     mount_active = unit_time(host, UNIT, "ActiveEnterTimestampMonotonic")
     stack_start = unit_time(host, "immich.service", "InactiveExitTimestampMonotonic")
@@ -164,10 +140,10 @@ def test_host_restart_mounts_the_box_before_it_starts_the_stack(host):
     upload_lands_on_the_box(host)
 
 
-def test_box_down_at_boot_keeps_immich_stopped_until_the_box_is_back(host):
+def test_box_down_at_boot_keeps_immich_stopped_until_the_box_is_back(host, wait_for, mounted):
     docker("stop", "--time", "10", BOX)
     try:
-        restart(host)
+        restart(wait_for)
         state = host.run(f"systemctl is-active {UNIT}").stdout.strip()
         assert state in ("failed", "inactive"), state  # boot is over (boot() waited): the mount gave up
         host.check_output("docker info --format '{{.ServerVersion}}'")  # dockerd runs, the stack does not
@@ -177,11 +153,11 @@ def test_box_down_at_boot_keeps_immich_stopped_until_the_box_is_back(host):
         # Starting Immich by hand is refused too (its unit requires the mount), and leaves nothing behind.
         assert host.run("systemctl start immich.service").rc != 0
         assert running_containers(host) == []
-        assert_nothing_local(host)
+        assert_nothing_local(host, mounted)
     finally:
         docker("start", BOX)
     # Nobody starts anything: storagebox-mount-retry.timer mounts the box again and the mount starts Immich.
-    wait_for("the retry timer to mount the box again", lambda: mounted(host), 240, interval=5)
+    wait_for("the retry timer to mount the box again", mounted, 240, interval=5)
     wait_for("the stack after the box came back", lambda: pong(host), 240)
     assert host.service("immich.service").is_running
     upload_lands_on_the_box(host)

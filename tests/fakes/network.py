@@ -1,4 +1,4 @@
-"""This machine's addresses, for tests that must reach a local server on an address that is not loopback."""
+"""This machine's addresses, for tests that bind a fake (or another local server) to an address that is not loopback."""
 
 from __future__ import annotations
 
