@@ -11,11 +11,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from ansible_collections.selfhost.immich.tests.fakes.network import http_server
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles" / "immich" / "files" / "selfhost-immich-status"
@@ -40,21 +39,8 @@ def http():
     """A local server: /api/server/ping -> pong, /ml/ping -> 200; `answers` changes them per test."""
     answers = {"/api/server/ping": (200, b'{"res":"pong"}'), "/ml/ping": (200, b"pong")}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            status, body = answers.get(self.path, (404, b"{}"))
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", answers
-    server.shutdown()
+    with http_server(lambda path: answers.get(path, (404, b"{}"))) as url:
+        yield url, answers
 
 
 @pytest.fixture

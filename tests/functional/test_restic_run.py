@@ -13,13 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
+from ansible_collections.selfhost.immich.tests.fakes.network import http_server
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trust_as_template
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / "roles" / "restic" / "files" / "restic-run"
@@ -36,19 +36,13 @@ exit "$code"
 def pinged():
     paths: list[str] = []
 
-    class Recorder(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            paths.append(self.path)
-            self.send_response(200)
-            self.end_headers()
 
-        def log_message(self, *args):
-            pass
+    def record(path: str) -> tuple[int, bytes]:
+        paths.append(path)
+        return 200, b""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/ping/x", paths
-    server.shutdown()
+    with http_server(record) as url:
+        yield f"{url}/ping/x", paths
 
 
 def run(tmp_path: Path, job: str, ping_url: str, codes: dict[str, int] | None = None,

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
-from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trust
+from ansible.template import Templar
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trust, trust_as_template
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "immich"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
-from ansible_collections.selfhost.immich.tests.unit.utils.role_files import load_trusted, trust
+from ansible.template import Templar
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import load_trusted, trust, trust_as_template
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "immich"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 from ansible_collections.selfhost.immich.plugins.filter.release_arch import release_arch
-from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trust
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trust, trust_as_template
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "traefik"
 TOKEN = "cf-sentinel-token-0123456789"

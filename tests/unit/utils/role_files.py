@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from ansible.template import trust_as_template
+
+try:
+    from ansible.template import trust_as_template
+except ImportError:  # ansible-core < 2.19 templates every string: nothing to mark
+
+    def trust_as_template(value):
+        return value
 
 
 def trust(value):
-    """ansible-core 2.19 templates only trusted strings: mark the role's own file contents as such."""
+    """ansible-core 2.19 templates only trusted strings: mark the role's own file contents as such (a no-op before)."""
     if isinstance(value, str):
         return trust_as_template(value)
     if isinstance(value, dict):

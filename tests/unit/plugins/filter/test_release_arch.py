@@ -12,7 +12,8 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import filter_loader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trust_as_template
 
 ROLES = Path(__file__).resolve().parents[4] / "roles"
 # role -> its variable holding the architecture (a default derived from the facts)

@@ -12,8 +12,9 @@ import pytest
 from ansible.errors import AnsibleLookupError
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import lookup_loader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 from ansible_collections.selfhost.immich.plugins.lookup.unknown_variables import known_names
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import trust_as_template
 
 ROLES = Path(__file__).resolve().parents[4] / "roles"
 
