@@ -42,6 +42,8 @@ if [[ "${SELFHOST_SKIP_CHECKS:-0}" != 1 ]]; then
   queue "pytest" pytest -p no:cacheprovider --durations=15 tests/unit tests/functional
   queue "ansible-lint" ansible-lint --offline
   queue "ansible-test sanity" bash tests/sanity/run.sh
+  # The lowest ansible-core meta/runtime.yml declares: unit + functional tests and sanity in .venv-lowest.
+  queue "ansible-core 2.17 (lowest)" bash tests/lowest.sh
 fi
 if [[ "${SELFHOST_SKIP_MOLECULE:-0}" != 1 ]]; then
   queue "base images" bash tests/harness/wait-images.sh

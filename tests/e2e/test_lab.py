@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -284,9 +285,14 @@ def test_no_secret_in_the_servers_journal_or_in_a_file_others_can_read(first):
     assert_no_secret({"the server's journal": journal, "a file others can read": readable})
 
 
-def test_check_diff_on_the_converged_server_reports_no_change(first):
+# The newest ansible-core (requirements.txt) and the lowest the collection declares (meta/runtime.yml; its venv
+# comes from tests/harness/setup.sh, see tests/requirements-lowest.txt).
+@pytest.mark.parametrize("playbook", ["ansible-playbook", str(REPO / ".venv-lowest" / "bin" / "ansible-playbook")],
+                         ids=["newest", "lowest"])
+def test_check_diff_on_the_converged_server_reports_no_change(first, playbook):
+    assert shutil.which(playbook), f"{playbook} is missing: tests/harness/setup.sh builds it"
     result = subprocess.run(
-        ["ansible-playbook", "-i", "inventories/lab", "site.yml", "--check", "--diff"], cwd=REPO, capture_output=True,
+        [playbook, "-i", "inventories/lab", "site.yml", "--check", "--diff"], cwd=REPO, capture_output=True,
         text=True, check=False,
         env=dict(os.environ, LAB_DIR=str(LAB_DIR), ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"),
                  ANSIBLE_PIPELINING="True", ANSIBLE_FORCE_COLOR="0"),

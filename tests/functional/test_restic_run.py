@@ -36,7 +36,6 @@ exit "$code"
 def pinged():
     paths: list[str] = []
 
-
     def record(path: str) -> tuple[int, bytes]:
         paths.append(path)
         return 200, b""

@@ -3,7 +3,8 @@
 #   1. Debian packages (docker.io, qemu-user-static, binfmt-support, debootstrap, ...)
 #   2. binfmt_misc mounted and qemu-aarch64 enabled (arm64 containers run under emulation)
 #   3. a dockerd answering on /var/run/docker.sock (started here only if none answers; see teardown.sh)
-#   4. the Python venv from requirements.txt (.venv/, rebuilt when requirements.txt changes)
+#   4. the Python venv from requirements.txt (.venv/, rebuilt when requirements.txt changes), and .venv-lowest/ with
+#      the lowest supported ansible-core (tests/requirements-lowest.txt)
 #   5. local Debian systemd base images (debootstrap + docker import), reused when present
 #   6. .collections/ansible_collections/selfhost/immich -> this checkout
 # Environment: SELFHOST_TEST_IMAGES, the <suite>-<arch> images to build (default: every SELFHOST_TEST_SUITES
@@ -57,6 +58,19 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; th
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$repo/requirements.txt" 2>&1 | grep -v "^WARNING: Location" || true
   "$venv/bin/python" -c "import ansible, molecule, testinfra, requests, jmespath, openapi_core" 
+  echo "$want" >"$stamp"
+fi
+
+# 4b. the lowest supported ansible-core in a venv of its own (tests/requirements-lowest.txt, tests/lowest.sh)
+lowest=${SELFHOST_VENV_LOWEST:-$repo/.venv-lowest}
+stamp="$lowest/.requirements.sha256"
+want=$(sha256sum "$repo/tests/requirements-lowest.txt" | cut -d' ' -f1)
+if [[ ! -x "$lowest/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  log "creating the Python venv $lowest (lowest supported ansible-core)"
+  python3 -m venv "$lowest"
+  "$lowest/bin/pip" install -q --disable-pip-version-check -r "$repo/tests/requirements-lowest.txt" 2>&1 \
+    | grep -v "^WARNING: Location" || true
+  "$lowest/bin/ansible-playbook" --version >/dev/null
   echo "$want" >"$stamp"
 fi
 

@@ -9,7 +9,7 @@
 # SELFHOST_SANITY_TESTS overrides the tests run on the whole tree (default: those below, which work offline).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-work=$repo/.cache/sanity
+work=${SELFHOST_SANITY_WORK:-$repo/.cache/sanity}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 tree=$scratch/ansible_collections/selfhost/immich
@@ -21,9 +21,15 @@ mkdir -p "$tree"
 (cd "$repo" && git ls-files -co --exclude-standard -z | grep -zv '^\.collections/' |
   xargs -0 -I{} sh -c 'if test -e "{}"; then printf "%s\0" "{}"; fi' | tar --null -cf - -T -) | tar -xf - -C "$tree"
 
-pip_version=$(python -c 'import pathlib, ansible_test as a
-text = (pathlib.Path(a.__file__).parent / "_data/requirements/ansible-test.txt").read_text()
-print(next((l.split("==")[1] for l in text.splitlines() if l.startswith("pip==")), "24.2"))' 2>/dev/null || echo 24.2)
+# The pip version this ansible-test bootstraps: pinned in _data/requirements/ansible-test.txt (2.19) or in
+# _internal/python_requirements.py (2.17, 2.18).
+pip_version=$(python -c 'import pathlib, re, ansible_test as a
+root = pathlib.Path(a.__file__).parent
+pin = root / "_data/requirements/ansible-test.txt"
+text = pin.read_text() if pin.exists() else ""
+found = [l.split("==")[1] for l in text.splitlines() if l.startswith("pip==")]
+found += re.findall(r"pip=.([0-9.]+).", (root / "_internal/python_requirements.py").read_text())
+print(found[0] if found else "24.2")' 2>/dev/null || echo 24.2)
 mkdir -p "$work/home/.ansible/test/cache"
 cp "$repo/tests/sanity/get_pip.py" "$work/home/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 
