@@ -429,3 +429,23 @@ def test_a_dropped_database_connection_fails_one_request_and_the_next_connects_a
     again = requests.get(f"{double.url}/api/users/me", headers=headers, timeout=10)
     assert again.status_code == 200, again.text
     assert requests.get(f"{double.url}/api/server/ping", timeout=10).json() == {"res": "pong"}
+
+
+def test_a_temporary_upload_file_left_by_a_stopped_run_is_removed_at_the_next_start(start_double, tmp_path):
+    """The healer restarts the stack while a removal waits for the dead mount: the next start removes the double's
+    own temporaries, and nothing else."""
+    first = start_double()
+    first.process.terminate()
+    first.process.wait(timeout=30)
+    folder = first.media / "upload" / str(uuid.uuid4()) / "ab" / "cd"
+    folder.mkdir(parents=True)
+    left = folder / f".{uuid.uuid4()}.assetData.tmp"
+    left.write_bytes(b"half an upload")
+    other = folder / ".not-the-doubles.tmp"
+    other.write_bytes(b"someone else's")
+    start_double(media=first.media)
+    deadline = time.monotonic() + 15
+    while left.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left.exists()
+    assert other.exists()

@@ -480,7 +480,22 @@ def remove_files(paths) -> None:
                 PENDING_REMOVALS.add(path)
 
 
+# The double's own temporary upload files (Immich itself streams to the final name: multer's disk storage).
+TEMPORARY = re.compile(r"\A\.[0-9a-f-]{36}\.(assetData|sidecarData)\.tmp\Z")
+
+
+def sweep_temporaries() -> None:
+    """At start: remove the temporary upload files a previous run could not (the process was stopped while a
+    removal waited for a dead mount: the mount's healer restarts the stack). Only the double makes these files,
+    so only the double may leave them; a real Immich in that spot leaves the final file, an untracked file."""
+    for path in (MEDIA / "upload").rglob(".*.tmp"):
+        if TEMPORARY.match(path.name):
+            remove_files([path])
+            log(f"removed {path}, left by an earlier run")
+
+
 def retry_removals() -> None:
+    sweep_temporaries()
     while True:
         time.sleep(10)
         with PENDING_LOCK:
