@@ -70,7 +70,6 @@ class Edge:
         return self._call("GET", "/_lab/stats")
 
 
-
 def predict_command(url: str, namespace: str, photo: str, extra: str = "") -> str:
     """curl as Immich's server sends a CLIP request, from inside a modelled container; prints body + status."""
     return (f"ip netns exec {namespace} curl -s --max-time 280 -w '\\n%{{http_code}}' {extra} "
