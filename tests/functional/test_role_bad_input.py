@@ -61,6 +61,7 @@ DOCKER_AT_ARGUMENT_SPEC = {"unknown-source-foo", "daemon-not-dict", "daemon-list
 # --- immich
 IMMICH_DB_PASSWORD = "SentinelDbPassword0123456789"
 IMMICH_ADMIN_PASSWORD = "SentinelAdminPass-77e1"
+IMMICH_OAUTH_SECRET = "SentinelOauthSecret-5c2e"
 IMMICH_BASE = {"immich_domain": "photos.example.org", "immich_admin_email": "admin@example.org",
                "immich_admin_password": IMMICH_ADMIN_PASSWORD}
 IMMICH_VALID = {
@@ -70,8 +71,11 @@ IMMICH_VALID = {
                                                     "ffmpeg": {"acceptedVideoCodecs": ["h264"]}}},
     # The explicit opt-out: no admin created by the role (the sign-up stays refused at Traefik).
     "admin-opt-out": {"immich_domain": "photos.example.org", "immich_admin_create": False},
+    "oauth-only": {**IMMICH_BASE, "immich_oauth_enabled": True, "immich_password_login_enabled": False,
+                   "immich_oauth_issuer_url": "https://auth.example.org/application/o/immich/",
+                   "immich_oauth_client_id": "immich", "immich_oauth_client_secret": IMMICH_OAUTH_SECRET},
 }
-IMMICH_SECRETS = [IMMICH_DB_PASSWORD, IMMICH_ADMIN_PASSWORD]
+IMMICH_SECRETS = [IMMICH_DB_PASSWORD, IMMICH_ADMIN_PASSWORD, IMMICH_OAUTH_SECRET]
 IMMICH_BAD = {
     "no-domain": ({"immich_domain": UNSET}, "missing required arguments: immich_domain"),
     "url-domain": ({"immich_domain": "https://photos.example.org/"}, "is not a fully qualified"),
@@ -113,6 +117,27 @@ IMMICH_BAD = {
     "shm-size": ({"immich_db_shm_size": "lots"}, "immich_db_shm_size 'lots' is malformed"),
     "status-unit-option": ({"immich_status_backup_unit": "--now x.service"}, "immich_status_backup_unit must be"),
     "smtp": ({"immich_smtp_enabled": True}, "needs immich_smtp_host and immich_smtp_from"),
+    "external-domain-path": ({"immich_external_domain": "https://photos.example.org/immich"},
+                             "immich_external_domain 'https://photos.example.org/immich' must be a URL"),
+    "trash-days-zero": ({"immich_trash_days": 0}, "immich_trash_days (0) between 1 and 3650"),
+    "trash-days-word": ({"immich_trash_days": "sixty"}, "immich_trash_days"),
+    "oauth-no-secret": ({"immich_oauth_enabled": True, "immich_oauth_client_id": "immich",
+                         "immich_oauth_issuer_url": "https://auth.example.org"}, "immich_oauth_enabled needs"),
+    # The secret is set: the message must not carry it (the secrets check of every case looks).
+    "oauth-http-issuer": ({"immich_oauth_enabled": True, "immich_oauth_client_id": "immich",
+                           "immich_oauth_client_secret": IMMICH_OAUTH_SECRET,
+                           "immich_oauth_issuer_url": "http://auth.example.org"}, "immich_oauth_enabled needs"),
+    "secret-newline": ({"immich_oauth_enabled": True, "immich_oauth_client_id": "immich",
+                        "immich_oauth_client_secret": IMMICH_OAUTH_SECRET + "\n",
+                        "immich_oauth_issuer_url": "https://auth.example.org"}, "each on one line"),
+    "nobody-can-log-in": ({"immich_password_login_enabled": False}, "may only be turned off while OAuth"),
+    "metrics-public": ({"immich_metrics_enabled": True, "immich_metrics_bind_address": "0.0.0.0"},
+                       "immich_metrics_bind_address '0.0.0.0' must be a loopback or private IPv4 address"),
+    "metrics-same-port": ({"immich_metrics_enabled": True, "immich_metrics_microservices_port": 8081},
+                          "two different ports"),
+    "metrics-server-port": ({"immich_metrics_enabled": True, "immich_metrics_api_port": 2283}, "two different ports"),
+    "oauth-auth-method": ({"immich_oauth_token_endpoint_auth_method": "private_key_jwt"},
+                          "value of immich_oauth_token_endpoint_auth_method must be one of"),
 }
 
 # --- restic
@@ -290,6 +315,13 @@ TRAEFIK_SECRETS = [SECRET, TRAEFIK_CF_TOKEN]
 TRAEFIK_SECRET_HOLDER = {"traefik_dynamic_secrets": True, "traefik_acme_challenge": "dns-cloudflare",
                          "traefik_cloudflare_dns_api_token": SECRET}
 TRAEFIK_BAD = {
+    "metrics-public": ({"traefik_metrics_enabled": True, "traefik_metrics_address": "0.0.0.0:8083"},
+                       'traefik_metrics_address "0.0.0.0:8083" must be a loopback or private IPv4 address'),
+    "metrics-no-port": ({"traefik_metrics_enabled": True, "traefik_metrics_address": "127.0.0.1"},
+                        "traefik_metrics_address"),
+    "metrics-name-taken": ({"traefik_metrics_enabled": True,
+                            "traefik_extra_entrypoints": {"metrics": {"address": ":9100"}}},
+                           "no extra entrypoint may be named metrics"),
     "typo": ({"traefik_dashbord_enabled": True}, "did you mean traefik_dashboard_enabled?"),
     "no-email": ({"traefik_acme_email": UNSET}, "missing required arguments: traefik_acme_email"),
     "bad-email": ({"traefik_acme_email": "admin"}, "is not an e-mail address"),

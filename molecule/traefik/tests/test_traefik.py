@@ -112,6 +112,18 @@ def test_static_configuration(host):
     assert acme["storage"] == "/var/lib/traefik/acme.json"
 
 
+def test_metrics_answer_on_loopback_and_only_there(host, client, route):
+    """traefik_metrics_enabled (this scenario's arm64 host): Prometheus text on 127.0.0.1:8083, nothing elsewhere."""
+    client.check_output(f"{CURL} -f -o /dev/null https://{DOMAIN}/ping")  # a request, so websecure's series exist
+    metrics = host.check_output("curl -sS --max-time 10 http://127.0.0.1:8083/metrics")
+    assert "# TYPE traefik_config_reloads_total counter" in metrics
+    assert re.search(r'traefik_entrypoint_requests_total\{code="[0-9]+",entrypoint="websecure"', metrics)
+    listeners = host.check_output("ss -Hltn 'sport = :8083'").splitlines()
+    assert [line.split()[3] for line in listeners] == ["127.0.0.1:8083"]
+    outside = client.run("curl -sS -o /dev/null --connect-timeout 3 http://traefik-arm64:8083/metrics")
+    assert outside.rc != 0, "the metrics entrypoint answered from the network"
+
+
 def test_env_file_trusts_the_test_ca_and_is_root_only(host):
     env = host.file("/etc/traefik/traefik.env")
     assert (env.user, env.group, env.mode) == ("root", "root", 0o600)

@@ -44,8 +44,10 @@ TSCONFIG = {
 PROGRAM = """\
 import type {{ AdminConfigDto }} from "@immich/sdk";
 
+// A config file is JSON/YAML: a string enum's members are written as their values ("client_secret_post").
+type Plain<V> = V extends string ? `${{V}}` : V;
 type DeepPartial<T> = {{
-  [K in keyof T]?: T[K] extends (infer U)[] ? U[] : T[K] extends object ? DeepPartial<T[K]> : T[K];
+  [K in keyof T]?: T[K] extends (infer U)[] ? Plain<U>[] : T[K] extends object ? DeepPartial<T[K]> : Plain<T[K]>;
 }};
 
 // The rendered IMMICH_CONFIG_FILE, as an object literal: excess-property checks catch a misspelt key.

@@ -81,6 +81,39 @@ def test_smtp_and_overrides_type_check(cli_dir):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_typed_settings_reach_the_config_and_type_check(cli_dir):
+    config = rendered(
+        immich_external_domain="https://share.example.org", immich_trash_enabled=False, immich_trash_days=7,
+        immich_password_login_enabled=False, immich_oauth_enabled=True,
+        immich_oauth_issuer_url="https://auth.example.org/application/o/immich/", immich_oauth_client_id="immich",
+        immich_oauth_client_secret="oauth-client-secret", immich_oauth_token_endpoint_auth_method="client_secret_basic",
+        immich_oauth_auto_register=False, immich_oauth_auto_launch=True, immich_oauth_button_text="Sign in",
+        immich_new_version_check=True, immich_storage_template_enabled=True,
+        immich_storage_template="{{y}}/{{MM}}/{{filename}}",
+    )
+    assert config["server"]["externalDomain"] == "https://share.example.org"
+    assert config["trash"] == {"enabled": False, "days": 7}
+    assert config["passwordLogin"] == {"enabled": False}
+    assert config["oauth"] == {
+        "enabled": True, "issuerUrl": "https://auth.example.org/application/o/immich/", "clientId": "immich",
+        "clientSecret": "oauth-client-secret", "scope": "openid email profile",
+        "tokenEndpointAuthMethod": "client_secret_basic", "buttonText": "Sign in", "autoRegister": False,
+        "autoLaunch": True,
+    }
+    assert config["newVersionCheck"] == {"enabled": True}
+    assert config["storageTemplate"] == {"enabled": True, "template": "{{y}}/{{MM}}/{{filename}}"}
+    result = check_config.check(config, cli_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_typed_settings_default_to_immichs_own_defaults():
+    config = rendered()
+    assert config["trash"] == {"enabled": True, "days": 30}
+    assert config["passwordLogin"] == {"enabled": True}
+    assert config["oauth"]["enabled"] is False
+    assert config["newVersionCheck"] == {"enabled": False}  # the version is managed here
+
+
 @pytest.mark.parametrize(
     ("override", "bad_key"),
     [
@@ -92,6 +125,12 @@ def test_misspelt_key_fails_the_type_check(cli_dir, override, bad_key):
     result = check_config.check(rendered(immich_config_overrides=override), cli_dir)
     assert result.returncode != 0
     assert f"'\"{bad_key}\"' does not exist in type" in result.stdout + result.stderr
+
+
+def test_a_value_outside_an_enum_fails_the_type_check(cli_dir):
+    result = check_config.check(rendered(immich_oauth_token_endpoint_auth_method="private_key_jwt"), cli_dir)
+    assert result.returncode != 0
+    assert '"private_key_jwt"' in result.stdout + result.stderr
 
 
 def test_wrong_value_type_fails_the_type_check(cli_dir):

@@ -378,3 +378,10 @@ def test_only_static_changes_restart_traefik():
     # The task that writes the shared dynamic file also creates the directories: it must not notify either.
     edge = [task for task in tasks if "{{ traefik_dynamic_dir }}/selfhost-edge.yml" in _destinations(task)]
     assert len(edge) == 1 and "notify" not in edge[0]
+
+
+def test_metrics_are_opt_in_on_their_own_entrypoint():
+    assert "metrics" not in static() and "metrics" not in static()["entryPoints"]
+    config = static(traefik_metrics_enabled=True, traefik_metrics_address="10.0.0.2:9100")
+    assert config["entryPoints"]["metrics"] == {"address": "10.0.0.2:9100"}
+    assert config["metrics"]["prometheus"]["entryPoint"] == "metrics"
