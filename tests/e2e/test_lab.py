@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -316,3 +317,152 @@ def test_second_run_changes_nothing_and_recreates_no_container(first, second):
 
 def test_no_secret_in_any_output_of_the_second_run(second):
     assert_no_secret(second.outputs())
+
+
+
+# -- Immich behind Traefik: the client's address, and brute-force protection (issue 22) ---------------------------
+# Throwaway clients on the lab network (the base image the stand-ins run on; it has curl): never the controller
+# (inventories/lab puts the lab network's gateway in immich_fail2ban_ignoreip) nor a stand-in other tests use.
+CLIENT_IMAGE = "selfhost-immich/debian:bookworm-amd64"
+SERVER_LOG = "journalctl CONTAINER_NAME=immich_server -o cat --no-pager"  # the server container's journald driver
+
+
+def lab_address(container: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "--format", '{{(index .NetworkSettings.Networks "immich-lab").IPAddress}}', container],
+        capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def lab_client(first):
+    """lab_client() -> (name, address): a new container on the lab network; removed (and unbanned) afterwards."""
+    started: list[tuple[str, str]] = []
+
+    def start() -> tuple[str, str]:
+        name = f"immich-lab-client-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "immich-lab", CLIENT_IMAGE,
+                        "sleep", "900"], capture_output=True, text=True, check=True)
+        started.append((name, lab_address(name)))
+        return started[-1]
+
+    yield start
+    for name, address in started:
+        sh(SERVER, f"fail2ban-client set immich unbanip {address}", check=False)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def curl_from(client: str, url: str, *options: str, timeout: int = 10) -> subprocess.CompletedProcess:
+    """curl from `client` to `url` on the server (its name resolved to the server; the certificate is checked
+    elsewhere: --insecure)."""
+    server = lab_address(SERVER)
+    return subprocess.run(
+        ["docker", "exec", client, "curl", "--silent", "--show-error", "--insecure", "--connect-timeout", "4",
+         "--max-time", str(timeout), "--resolve", f"{DOMAIN}:443:{server}", "--resolve", f"{DOMAIN}:80:{server}",
+         *options, url], capture_output=True, text=True, check=False)
+
+
+def double_request_line(probe: str) -> tuple[str, str]:
+    """(client address, TCP peer) the double logged for the request whose path carries `probe`."""
+    deadline = time.monotonic() + 15
+    while True:
+        lines = [line for line in out(SERVER, SERVER_LOG).splitlines() if f"probe={probe}" in line]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(lines) == 1, lines
+    match = re.fullmatch(r"\[immich-double\] (\S+) \(peer (\S+)\) \"GET \S+ HTTP/1\.1\" 200 .*", lines[0])
+    assert match, lines[0]
+    return match.group(1), match.group(2)
+
+
+def trusted_proxies() -> str:
+    """IMMICH_TRUSTED_PROXIES as the immich role wrote it into the server's .env."""
+    return out(SERVER, "sed -n 's/^IMMICH_TRUSTED_PROXIES=//p' /opt/immich/.env").strip()
+
+
+def test_immich_sees_the_client_through_traefik_and_not_a_forged_header(first, lab_client):
+    """Traefik's connections reach the server from the Immich network's gateway (docker-proxy): the role trusts exactly
+    that address, so the double records the client container's own address, not the gateway's and not the
+    X-Forwarded-For the client forged (Traefik replaces it)."""
+    client, address = lab_client()
+    probe = uuid.uuid4().hex
+    answer = curl_from(client, f"https://{DOMAIN}/api/server/ping?probe={probe}", "-H", "X-Forwarded-For: 6.6.6.6")
+    assert answer.returncode == 0 and "pong" in answer.stdout, answer.stderr
+    recorded, peer = double_request_line(probe)
+    print(f"through Traefik: TCP peer {peer}, client {recorded} (the client container is {address})")
+    assert trusted_proxies() == "172.30.0.1"  # immich_network_gateway: one address, nothing wider
+    assert peer == "172.30.0.1"  # where Traefik's requests arrive from, inside the container
+    assert recorded == address
+
+
+def test_a_forged_header_sent_straight_to_immich_from_its_own_network_is_ignored(first):
+    """A container on the server's Docker network (untrusted: not the gateway) talks to the server directly and
+    sends X-Forwarded-For: the double records the container's own address."""
+    image = out(SERVER, "docker inspect --format '{{.Config.Image}}' immich_server").strip()
+    probe = uuid.uuid4().hex
+    script = (
+        "import socket, urllib.request\n"
+        f"request = urllib.request.Request('http://immich_server:2283/api/server/ping?probe={probe}',"
+        " headers={'X-Forwarded-For': '6.6.6.6'})\n"
+        "urllib.request.urlopen(request, timeout=10).read()\n"
+        "print(socket.gethostbyname(socket.gethostname()))\n"
+    )
+    sender = subprocess.run(["docker", "exec", SERVER, "docker", "run", "--rm", "--network", "immich", image,
+                             "python3", "-c", script], capture_output=True, text=True, check=True)
+    address = sender.stdout.strip()
+    recorded, peer = double_request_line(probe)
+    assert recorded == peer == address, (recorded, peer, address)
+    assert address.startswith("172.30.0.") and address != trusted_proxies()
+
+
+def banned(address: str) -> bool:
+    status = out(SERVER, "fail2ban-client status immich")
+    listed = re.search(r"Banned IP list:(.*)$", status, re.M)
+    assert listed, status
+    return address in listed.group(1).split()
+
+
+def wait_for(condition, seconds: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < seconds, f"not within {seconds} s: {what}"
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+def test_failed_logins_ban_the_client_at_the_firewall_and_the_ban_expires(first, lab_client):
+    """The lab's jail (inventories/lab: short maxretry, findtime and bantime): a client failing to log in maxretry
+    times through Traefik is banned on 443 and 80; another client still gets through; the ban ends by itself. The
+    failing client names the other one in X-Forwarded-For: Traefik replaces it, so only the sender is banned."""
+    attacker, attacker_address = lab_client()
+    bystander, bystander_address = lab_client()
+    maxretry = int(out(SERVER, "fail2ban-client get immich maxretry"))
+    bantime = int(out(SERVER, "fail2ban-client get immich bantime"))
+    assert (maxretry, bantime) == (3, 30)  # inventories/lab
+    email = f"intruder-{uuid.uuid4().hex[:8]}@example.org"
+    for _ in range(maxretry):
+        answer = curl_from(attacker, f"https://{DOMAIN}/api/auth/login", "--output", "/dev/null", "--write-out",
+                           "%{http_code}", "-H", "Content-Type: application/json",
+                           "-H", f"X-Forwarded-For: {bystander_address}",
+                           "--data", json.dumps({"email": email, "password": "not-the-password"}))
+        assert answer.stdout == "401", answer.stderr
+    warnings = [line for line in out(SERVER, SERVER_LOG).splitlines() if email in line]
+    # Immich's own line (AuthService.login) in Nest's console format, without colour codes (NO_COLOR in .env).
+    expected = re.compile(r"\[Nest\] \d+  - \d\d/\d\d/\d{4}, \d{1,2}:\d\d:\d\d\u202f[AP]M    WARN "
+                          r"\[Api:AuthService~[0-9a-z]{8}\] Failed login attempt for user "
+                          rf"{re.escape(email)} from ip address {re.escape(attacker_address)}")
+    assert len(warnings) == maxretry and all(expected.fullmatch(line) for line in warnings), warnings
+    took = wait_for(lambda: banned(attacker_address), 30, f"{attacker_address} banned")
+    print(f"{attacker_address} banned {took:.0f} s after {maxretry} failed logins")
+    assert not banned(bystander_address)
+
+    for url in (f"https://{DOMAIN}/api/server/ping", f"http://{DOMAIN}/api/server/ping"):
+        blocked = curl_from(attacker, url, timeout=6)
+        assert blocked.returncode in (7, 28), (url, blocked.returncode, blocked.stderr)  # refused or timed out
+    allowed = curl_from(bystander, f"https://{DOMAIN}/api/server/ping")
+    assert allowed.returncode == 0 and "pong" in allowed.stdout, allowed.stderr
+
+    took = wait_for(lambda: not banned(attacker_address), bantime + 30, f"the ban of {attacker_address} lifted")
+    print(f"the ban lifted {took:.0f} s later (bantime {bantime} s)")
+    again = curl_from(attacker, f"https://{DOMAIN}/api/server/ping")
+    assert again.returncode == 0 and "pong" in again.stdout, again.stderr

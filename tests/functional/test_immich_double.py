@@ -20,9 +20,12 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import http.client
 import importlib.util
+import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -449,3 +452,133 @@ def test_a_temporary_upload_file_left_by_a_stopped_run_is_removed_at_the_next_st
         time.sleep(0.2)
     assert not left.exists()
     assert other.exists()
+
+
+# -- Client addresses (express `trust proxy` with Immich's list) and the failed-login line --------------------------
+
+
+def load_double():
+    spec = importlib.util.spec_from_file_location("immich_double", DOUBLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GATEWAY = "172.30.0.1"  # the immich role's IMMICH_TRUSTED_PROXIES: the Docker network's gateway, nothing wider
+
+
+@pytest.mark.parametrize(
+    ("setting", "peer", "forwarded_for", "client"),
+    [
+        # Traefik (through docker-proxy: the gateway) forwards the client it saw.
+        (GATEWAY, GATEWAY, "203.0.113.5", "203.0.113.5"),
+        # ... and a forged entry the client sent is further left: the first untrusted from the right wins.
+        (GATEWAY, GATEWAY, "6.6.6.6, 203.0.113.5", "203.0.113.5"),
+        (GATEWAY, "::ffff:172.30.0.1", "203.0.113.5", "203.0.113.5"),  # an IPv4-mapped peer (Node on ::)
+        # An untrusted peer (another container on the network): its own header is ignored.
+        (GATEWAY, "172.30.0.7", "6.6.6.6", "172.30.0.7"),
+        # Loopback is always trusted; when every address is trusted the furthest is the client.
+        (GATEWAY, "127.0.0.1", "172.30.0.1", "172.30.0.1"),
+        (GATEWAY, "::1", "203.0.113.5", "203.0.113.5"),
+        (GATEWAY, GATEWAY, "", GATEWAY),
+        # Not an address: untrusted, so it is the client (what express answers too).
+        (GATEWAY, GATEWAY, "unknown", "unknown"),
+        # The `forwarded` package: commas split, spaces trimmed, empty entries dropped; two headers are one list.
+        (GATEWAY, GATEWAY, " 6.6.6.6 ,, 203.0.113.5 , ", "203.0.113.5"),
+        ("172.30.0.0/24, 10.9.0.1", "172.30.0.7", "10.9.0.1, 6.6.6.6", "6.6.6.6"),
+        # Immich's default (unset: linklocal, uniquelocal) trusts every private address: the forged one wins.
+        (None, "172.30.0.7", "6.6.6.6", "6.6.6.6"),
+        (None, "192.168.1.20", "fe80::1, 6.6.6.6", "6.6.6.6"),
+        (None, "8.8.8.8", "6.6.6.6", "8.8.8.8"),
+    ],
+)
+def test_client_address_is_the_first_untrusted_from_the_socket_outwards(setting, peer, forwarded_for, client):
+    double = load_double()
+    assert double.client_address(peer, forwarded_for, double.trusted_proxies(setting)) == client
+
+
+@pytest.mark.parametrize("setting", ["", "linklocal", "172.30.0.1/33", "172.30.0.01", "172.30.0.1, photos.example"])
+def test_trusted_proxies_that_are_no_ip_or_range_stop_the_start(setting):
+    """As Immich's EnvDto (IsIPRange, requireCIDR false, each entry): no preset names or host names in the env."""
+    double = load_double()
+    with pytest.raises(double.StartupError, match="Invalid environment variables: IMMICH_TRUSTED_PROXIES="):
+        double.trusted_proxies(setting)
+
+
+def test_nest_line_is_coloured_unless_no_color(monkeypatch):
+    double = load_double()
+    moment = double.datetime(2026, 12, 5, 16, 5, 9)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    coloured = double.nest_line("WARN", "Api:AuthService~abc", "text", moment)
+    assert coloured == (f"\x1b[33m[Nest] {os.getpid()}  - \x1b[39m12/05/2026, 4:05:09\u202fPM \x1b[33m   WARN\x1b[39m "
+                        "\x1b[33m[Api:AuthService~abc]\x1b[39m \x1b[33mtext\x1b[39m")
+    monkeypatch.setenv("NO_COLOR", "true")
+    assert double.nest_line("WARN", "Api:AuthService~abc", "text", moment) == (
+        f"[Nest] {os.getpid()}  - 12/05/2026, 4:05:09\u202fPM    WARN [Api:AuthService~abc] text")
+
+
+def local_ipv4() -> str | None:
+    """A non-loopback IPv4 address of this machine, to connect to the double from (an untrusted peer)."""
+    listing = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=False).stdout
+    for line in listing.splitlines():
+        address = ipaddress.ip_address(line.split()[3].split("/")[0])
+        if not address.is_loopback:
+            return str(address)
+    return None
+
+
+def failed_login(url: str, source: str, **headers: str) -> tuple[int, dict]:
+    """POST /api/auth/login with a wrong password from the local address `source`, to the double listening on that
+    same address (to 127.0.0.1 from another address, Docker's masquerading rules may rewrite the source)."""
+    port = int(url.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection(source, port, timeout=10, source_address=(source, 0))
+    body = json.dumps({"email": "Nobody@Example.test", "password": "wrong"})
+    connection.request("POST", "/api/auth/login", body, {"Content-Type": "application/json", **headers})
+    answer = connection.getresponse()
+    result = answer.status, json.loads(answer.read())
+    connection.close()
+    return result
+
+
+def log_lines(double: Double, needle: str) -> list[str]:
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [line for line in double.log.read_text(encoding="utf-8").splitlines() if needle in line]
+        if lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
+def test_failed_login_logs_immichs_line_with_the_client_address_express_would_compute(start_double):
+    """The role's IMMICH_TRUSTED_PROXIES (one address) and NO_COLOR: a loopback peer is trusted, so its
+    X-Forwarded-For names the client; a peer that is not trusted (this machine's non-loopback address) is the client
+    whatever header it sends. The line is Immich's AuthService warning, which the fail2ban filter reads."""
+    other = local_ipv4()
+    if other is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+    double = start_double(IMMICH_HOST="0.0.0.0", IMMICH_TRUSTED_PROXIES=GATEWAY, NO_COLOR="true")  # noqa: S104
+    double.admin_key()
+    line = re.compile(
+        r"\[Nest\] \d+  - \d\d/\d\d/\d{4}, \d{1,2}:\d\d:\d\d\u202f[AP]M    WARN \[Api:AuthService~(\S+)\] "
+        r"Failed login attempt for user nobody@example\.test from ip address (\S+)")
+
+    status, answer = failed_login(double.url, "127.0.0.1", **{"X-Forwarded-For": "6.6.6.6, 203.0.113.9",
+                                                               "x-immich-cid": "cid-one"})
+    assert (status, answer["message"]) == (401, "Incorrect email or password")
+    found = [line.fullmatch(text) for text in log_lines(double, "~cid-one]")]
+    assert [match.groups() for match in found if match] == [("cid-one", "203.0.113.9")], found
+
+    status, _ = failed_login(double.url, other, **{"X-Forwarded-For": "203.0.113.9", "x-immich-cid": "cid-two"})
+    assert status == 401
+    found = [line.fullmatch(text) for text in log_lines(double, "~cid-two]")]
+    assert [match.groups() for match in found if match] == [("cid-two", other)], double.log.read_text()
+    # Every request is logged with its client address and the socket's peer.
+    assert any(f"{other} (peer {other}) \"POST /api/auth/login HTTP/1.1\" 401" in text
+               for text in log_lines(double, "POST /api/auth/login")), double.log.read_text()
+
+    # A correct login logs no warning; a generated correlation id is 8 base-36 characters.
+    assert requests.post(f"{double.url}/api/auth/login", json=ADMIN, timeout=10).status_code == 201
+    failed_login(double.url, "127.0.0.1")
+    ids = [match.group(1) for text in log_lines(double, "Failed login attempt") if (match := line.fullmatch(text))]
+    assert len(ids) == 3 and re.fullmatch(r"[0-9a-z]{8}", ids[-1]), ids
+

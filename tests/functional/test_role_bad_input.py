@@ -74,6 +74,11 @@ IMMICH_VALID = {
     "oauth-only": {**IMMICH_BASE, "immich_oauth_enabled": True, "immich_password_login_enabled": False,
                    "immich_oauth_issuer_url": "https://auth.example.org/application/o/immich/",
                    "immich_oauth_client_id": "immich", "immich_oauth_client_secret": IMMICH_OAUTH_SECRET},
+    "fail2ban-tuned": {**IMMICH_BASE, "immich_fail2ban_maxretry": 3, "immich_fail2ban_findtime": 60,
+                       "immich_fail2ban_bantime": 86400, "immich_fail2ban_ports": [443],
+                       "immich_fail2ban_ignoreip": ["203.0.113.7", "198.51.100.0/24", "2001:db8::/32"]},
+    # Off: the values are not used, so not checked.
+    "fail2ban-off": {**IMMICH_BASE, "immich_fail2ban_enabled": False, "immich_fail2ban_ports": []},
 }
 IMMICH_SECRETS = [IMMICH_DB_PASSWORD, IMMICH_ADMIN_PASSWORD, IMMICH_OAUTH_SECRET]
 IMMICH_BAD = {
@@ -138,6 +143,24 @@ IMMICH_BAD = {
     "metrics-server-port": ({"immich_metrics_enabled": True, "immich_metrics_api_port": 2283}, "two different ports"),
     "oauth-auth-method": ({"immich_oauth_token_endpoint_auth_method": "private_key_jwt"},
                           "value of immich_oauth_token_endpoint_auth_method must be one of"),
+    # The gateway is written into .env as IMMICH_TRUSTED_PROXIES; the fail2ban jail's values into its file.
+    "gateway-not-ipv4": ({"immich_network_gateway": "172.30.0.1\nNO_COLOR="},
+                         "immich_network_gateway '172.30.0.1 NO_COLOR=' must be an IPv4 address"),
+    "gateway-cidr": ({"immich_network_gateway": "172.30.0.0/24"}, "must be an IPv4 address such as 172.30.0.1"),
+    "fail2ban-maxretry-zero": ({"immich_fail2ban_maxretry": 0}, "immich_fail2ban_maxretry (0)"),
+    "fail2ban-bantime-negative": ({"immich_fail2ban_bantime": -1}, "immich_fail2ban_bantime (-1) must be at least 1"),
+    "fail2ban-findtime-word": ({"immich_fail2ban_findtime": "ten minutes"}, "immich_fail2ban_findtime"),
+    "fail2ban-no-ports": ({"immich_fail2ban_ports": []}, "a non-empty list of distinct TCP ports"),
+    "fail2ban-port-range": ({"immich_fail2ban_ports": [443, 70000]}, "a non-empty list of distinct TCP ports"),
+    "fail2ban-port-twice": ({"immich_fail2ban_ports": [443, 443]}, "a non-empty list of distinct TCP ports"),
+    "fail2ban-ignore-everyone": ({"immich_fail2ban_ignoreip": ["0.0.0.0/0"]}, "never a /0"),
+    "fail2ban-ignore-v6-everyone": ({"immich_fail2ban_ignoreip": ["::/0"]}, "never a /0"),
+    "fail2ban-ignore-name": ({"immich_fail2ban_ignoreip": ["office.example.org"]}, "a list of IPv4/IPv6 addresses"),
+    "fail2ban-ignore-two-in-one": ({"immich_fail2ban_ignoreip": ["203.0.113.7 0.0.0.0/0"]},
+                                   "a list of IPv4/IPv6 addresses"),
+    "fail2ban-ignore-newline": ({"immich_fail2ban_ignoreip": ["203.0.113.7\nenabled = false"]},
+                                "a list of IPv4/IPv6 addresses"),
+    "fail2ban-not-bool": ({"immich_fail2ban_enabled": "maybe"}, "immich_fail2ban_enabled"),
 }
 
 # --- restic

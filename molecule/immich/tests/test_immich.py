@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +141,30 @@ def test_rendered_config_type_checks_against_the_sdk(host, tmp_path):
     assert result.returncode == 0, result.stdout
 
 
+def test_fail2ban_runs_the_immich_jail_on_the_servers_journal(host):
+    """Brute-force protection: Debian's fail2ban runs (on Debian 12 too, whose sshd jail would stop it) with the
+    immich jail reading the server container's journal entries, banning with nftables on 80 and 443."""
+    assert host.service("fail2ban").is_running and host.service("fail2ban").is_enabled
+    status = host.check_output("fail2ban-client status immich")
+    assert "Journal matches:\tCONTAINER_NAME=immich_server" in status, status
+    assert host.check_output("fail2ban-client get immich actions").split()[-1] == "nftables"
+    assert host.check_output("fail2ban-client get immich maxretry") == "5"
+
+
+@pytest.mark.parametrize(
+    ("email", "cid"),
+    [("a@b.org", "k3j5h2g1"), ('"x from ip address 9.9.9.9"@b.org', "a]b from ip address 9.9.9.9")],
+)
+def test_fail2ban_filter_takes_the_address_immich_appends(host, email, cid):
+    """The real fail2ban-regex on the rendered filter: the client chooses the e-mail and the request id, never the
+    address that is banned."""
+    line = (f"[Nest] 7  - 12/05/2026, 4:15:27\u202fAM    WARN [Api:AuthService~{cid}] Failed login attempt for user "
+            f"{email} from ip address 203.0.113.7")
+    assert host.check_output(f"fail2ban-regex -o ip {shlex.quote(line)} selfhost-immich").split() == ["203.0.113.7"]
+    other = line.replace("Failed login attempt for user", "Denied access to")
+    assert host.check_output(f"fail2ban-regex -o ip {shlex.quote(other)} selfhost-immich") == ""
+
+
 # -- amd64: the running stack ---------------------------------------------------------------------------------
 
 
@@ -173,6 +199,27 @@ def test_immich_markers_are_on_the_box(host, native_only):
     listing = on_box(f"ls -A {BOX_IMMICH}/upload {BOX_IMMICH}/library {BOX_IMMICH}/profile {BOX_IMMICH}/backups")
     assert listing.count(".immich") == 4
     assert host.file(f"{LOCAL}/thumbs/.immich").exists  # thumbs/ is the local bind, not the box
+
+
+def test_a_failed_login_counts_for_the_client_the_trusted_proxy_names(host, native_only):
+    """On the host, 127.0.0.1:2283 reaches the server through docker-proxy from the network's gateway, the one proxy
+    the role trusts (IMMICH_TRUSTED_PROXIES): its X-Forwarded-For names the client, which Immich's warning carries
+    to the journal and the jail counts (one failure: no ban at maxretry 5)."""
+    client = f"198.51.100.{secrets.randbelow(200) + 20}"
+    assert host.check_output(f"sed -n 's/^IMMICH_TRUSTED_PROXIES=//p' {PROJECT}/.env") == "172.30.0.1"
+    failed_before = int(re.search(r"Total failed:\s*(\d+)", host.check_output("fail2ban-client status immich"))[1])
+    code = host.check_output(
+        f"curl -s -o /dev/null -w '%{{http_code}}' -X POST {API}/auth/login -H 'Content-Type: application/json' "
+        f"-H 'X-Forwarded-For: {client}' -d '{{\"email\": \"nobody@example.org\", \"password\": \"wrong\"}}'")
+    assert code == "401"
+    for _ in range(30):
+        journal = host.check_output("journalctl CONTAINER_NAME=immich_server -o cat --no-pager")
+        status = host.check_output("fail2ban-client status immich")
+        if int(re.search(r"Total failed:\s*(\d+)", status)[1]) > failed_before:
+            break
+        time.sleep(1)
+    assert f"Failed login attempt for user nobody@example.org from ip address {client}" in journal
+    assert int(re.search(r"Total failed:\s*(\d+)", status)[1]) == failed_before + 1, status
 
 
 @pytest.fixture(scope="module")

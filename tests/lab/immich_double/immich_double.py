@@ -35,6 +35,14 @@ the ``immich`` role orchestrates, behaving as Immich v3 does (docs/decisions.md,
 - **machine learning**: for each asset it asks the ``machineLearning.urls`` in order (``GET /ping`` as the
   availability check, then Immich's multipart ``POST /predict`` for the CLIP visual embedding) and uses the
   first that answers, trying the next on failure. ``GET /_double/ml`` reports the attempts.
+- **client addresses** as express computes ``req.ip`` with Immich's ``trust proxy`` (``server/src/app.common.ts``:
+  loopback + ``IMMICH_TRUSTED_PROXIES``, a comma list of IPs/CIDRs, default ``linklocal,uniquelocal``; an entry
+  that is neither stops the start, as Immich's ``EnvDto`` does): the socket's peer, then the ``X-Forwarded-For``
+  entries right to left; the client is the first address that is not trusted, else the furthest. Every request is
+  logged with its client address and peer; a failed ``POST /auth/login`` logs Immich's own line
+  (``AuthService.login``) in Nest's console format, coloured unless ``NO_COLOR`` is set, as Immich's logger:
+  ``[Nest] <pid>  - <date>, <time>    WARN [Api:AuthService~<cid>] Failed login attempt for user <email> from
+  ip address <client>``, and answers 401 ``Incorrect email or password``;
 
 Test hook (tests only, never set in the lab): ``IMMICH_DOUBLE_TEST_FAIL_UPLOAD_WRITE=<ERRNO name>:<bytes>``
 makes the write of an upload fail with that errno once ``<bytes>`` bytes are on disk (``ENOTCONN:65536`` is
@@ -50,6 +58,7 @@ import binascii
 import contextlib
 import errno
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -91,6 +100,93 @@ class StartupError(Exception):
 
 def log(message: str) -> None:
     print(f"[immich-double] {message}", flush=True)
+
+
+# -- Client addresses: express's `trust proxy` (proxy-addr) with Immich's list ---------------------------------------
+# proxy-addr's named ranges; Immich puts "loopback" first and defaults IMMICH_TRUSTED_PROXIES to the other two.
+PROXY_PRESETS = {
+    "loopback": ["127.0.0.1/8", "::1/128"],
+    "linklocal": ["169.254.0.0/16", "fe80::/10"],
+    "uniquelocal": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+}
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def is_ip_or_range(entry: str) -> bool:
+    """validator's isIP / isIPRange (what Immich's EnvDto accepts in IMMICH_TRUSTED_PROXIES)."""
+    address, slash, prefix = entry.partition("/")
+    try:
+        version = ipaddress.ip_address(address).version
+    except ValueError:
+        return False
+    if not slash:
+        return True
+    return bool(re.fullmatch(r"0|[1-9][0-9]{0,2}", prefix)) and int(prefix) <= (32 if version == 4 else 128)
+
+
+def trusted_proxies(setting: str | None) -> list[Network]:
+    """The ranges express trusts: loopback, then IMMICH_TRUSTED_PROXIES (unset: linklocal, uniquelocal)."""
+    if setting is None:
+        entries = ["linklocal", "uniquelocal"]
+    else:
+        entries = [entry.strip() for entry in setting.split(",") if entry.strip()]
+        if not entries or not all(is_ip_or_range(entry) for entry in entries):
+            raise StartupError(f"Invalid environment variables: IMMICH_TRUSTED_PROXIES={','.join(entries)}")
+    return [
+        ipaddress.ip_network(item, strict=False) for entry in ["loopback", *entries]
+        for item in PROXY_PRESETS.get(entry, [entry])
+    ]
+
+
+def is_trusted(address: str, trusted: list[Network]) -> bool:
+    """proxy-addr's trust function: not an IP = untrusted; IPv4 and IPv4-mapped IPv6 compare as the same address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for network in trusted:
+        candidate: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ip
+        if ip.version != network.version:
+            candidate = ip.ipv4_mapped if network.version == 4 else ipaddress.IPv6Address(f"::ffff:{ip}")
+        if candidate is not None and candidate in network:
+            return True
+    return False
+
+
+def client_address(peer: str, forwarded_for: str, trusted: list[Network]) -> str:
+    """express's req.ip: the socket's peer, then the X-Forwarded-For entries right to left (the `forwarded` package:
+    split on commas, spaces trimmed, empty entries dropped); the first address not trusted, else the furthest."""
+    entries = [entry.strip(" ") for entry in forwarded_for.split(",") if entry.strip(" ")]
+    addresses = [peer, *reversed(entries)]
+    for address in addresses[:-1]:
+        if not is_trusted(address, trusted):
+            return address
+    return addresses[-1]
+
+
+# -- Immich's logger: Nest's ConsoleLogger with Immich's context ------------------------------------------------
+NEST_COLORS = {"LOG": 32, "WARN": 33, "ERROR": 31}
+
+
+def nest_line(level: str, context: str, message: str, now: datetime | None = None) -> str:
+    """One line as Immich writes it to stdout: `[Nest] <pid>  - <date>, <time> <LEVEL padded to 7> [<context>] <text>`.
+    The date is Intl.DateTimeFormat's en-US form, as Node 22 prints it (a narrow no-break space before AM/PM);
+    without NO_COLOR the pid, level and text take the level's colour and the context yellow."""
+    now = now or datetime.now().astimezone()
+    stamp = f"{now:%m/%d/%Y}, {now.hour % 12 or 12}:{now:%M:%S}\u202f{'AM' if now.hour < 12 else 'PM'}"
+    colored = not os.environ.get("NO_COLOR")
+
+    def paint(text: str, code: int) -> str:
+        return f"\x1b[{code}m{text}\x1b[39m" if colored else text
+
+    code = NEST_COLORS[level]
+    return (f"{paint(f'[Nest] {os.getpid()}  - ', code)}{stamp} {paint(level.rjust(7), code)} "
+            f"{paint(f'[{context}]', 33)} {paint(message, code)}")
+
+
+def correlation_id() -> str:
+    """nestjs-cls's generated request id (Math.random().toString(36).slice(-8))."""
+    return "".join(secrets.choice("0123456789abcdefghijklmnopqrstuvwxyz") for _ in range(8))
 
 
 def unknown_keys(config: object, known: set[str], prefix: str = "") -> list[str]:
@@ -540,9 +636,16 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "immich-double"
     timeout = 300  # Node's requestTimeout: a client that stalls mid-body is cut off, as by a disconnect
     api: Api
+    trusted: list[Network] = trusted_proxies(None)
+
+    def client_ip(self) -> str:
+        """req.ip: the client's address as Immich sees it (the trusted proxies' X-Forwarded-For, else the peer)."""
+        headers = getattr(self, "headers", None)
+        forwarded = ", ".join(headers.get_all("X-Forwarded-For") or []) if headers is not None else ""
+        return client_address(self.client_address[0], forwarded, self.trusted)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
-        log(format % args)
+        log(f"{self.client_ip()} (peer {self.client_address[0]}) {format % args}")
 
     def send(self, status: int, payload: object) -> None:
         body = json.dumps(payload).encode()
@@ -710,6 +813,10 @@ class Handler(BaseHTTPRequestHandler):
             (dto["email"].lower(), hashlib.sha256(dto["password"].encode()).hexdigest()),
         )
         if not rows:
+            # AuthService.login's warning (the e-mail as the DTO lowercased it), in the request's context.
+            context = f"Api:AuthService~{self.headers.get('x-immich-cid') or correlation_id()}"
+            message = f"Failed login attempt for user {dto['email'].lower()} from ip address {self.client_ip()}"
+            print(nest_line("WARN", context, message), flush=True)
             return self.error(401, "Incorrect email or password")
         token = secrets.token_urlsafe(32)
         self.api.query(
@@ -1020,8 +1127,11 @@ def main() -> None:
     version = (
         VERSION_FILE.read_text().strip() if VERSION_FILE.exists() else os.environ.get("IMMICH_DOUBLE_VERSION", "v3.3.1")
     )
+    # Node writes UTF-8 whatever the locale (Nest's timestamp has a narrow no-break space).
+    sys.stdout.reconfigure(encoding="utf-8", errors="backslashreplace")
     log(f"Immich server TEST DOUBLE {version} starting")
     try:
+        Handler.trusted = trusted_proxies(os.environ.get("IMMICH_TRUSTED_PROXIES"))
         config = load_config()
         db = connect_db()
         db.cursor().execute(SCHEMA)
