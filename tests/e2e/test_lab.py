@@ -319,7 +319,6 @@ def test_no_secret_in_any_output_of_the_second_run(second):
     assert_no_secret(second.outputs())
 
 
-
 # -- Immich behind Traefik: the client's address, and brute-force protection (issue 22) ---------------------------
 # Throwaway clients on the lab network (the base image the stand-ins run on; it has curl): never the controller
 # (inventories/lab puts the lab network's gateway in immich_fail2ban_ignoreip) nor a stand-in other tests use.
@@ -466,3 +465,18 @@ def test_failed_logins_ban_the_client_at_the_firewall_and_the_ban_expires(first,
     print(f"the ban lifted {took:.0f} s later (bantime {bantime} s)")
     again = curl_from(attacker, f"https://{DOMAIN}/api/server/ping")
     assert again.returncode == 0 and "pong" in again.stdout, again.stderr
+
+
+def test_metrics_answer_on_the_servers_loopback_only(first, lab_client):
+    """immich_metrics_enabled and traefik_metrics_enabled (inventories/lab): Prometheus text on 127.0.0.1:8081
+    (Immich's API), :8082 (its workers) and :8083 (Traefik) on the server; nothing from another host."""
+    assert "immich_double_up" in out(SERVER, "curl -fsS --max-time 10 http://127.0.0.1:8081/metrics")
+    assert 'worker="microservices"' in out(SERVER, "curl -fsS --max-time 10 http://127.0.0.1:8082/metrics")
+    assert "# TYPE traefik_config_reloads_total counter" in out(
+        SERVER, "curl -fsS --max-time 10 http://127.0.0.1:8083/metrics")
+    client, _ = lab_client()
+    server = lab_address(SERVER)
+    for port in (8081, 8082, 8083):
+        answer = subprocess.run(["docker", "exec", client, "curl", "-sS", "-o", "/dev/null", "--connect-timeout", "4",
+                                 f"http://{server}:{port}/metrics"], capture_output=True, text=True, check=False)
+        assert answer.returncode != 0, f"port {port} answered from the lab network"

@@ -18,8 +18,10 @@ Control paths, outside every vendor's API (for a fake run as a process, e.g. by 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import re
 import sys
 import threading
 from datetime import UTC, datetime
@@ -77,10 +79,21 @@ class FakeApi:
         self._server: ThreadingHTTPServer | None = None
         self.reset()
 
+    # (method, path regex, handler name): the default route()'s table; a handler gets the path's groups (digits as
+    # int), query= and body= (empty_body's copy for a request without one).
+    ROUTES: tuple[tuple[str, str, str], ...] = ()
+    empty_body: Any = None
+
     # -- hooks -------------------------------------------------------------------------------
     def route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         """Answer a valid, authenticated request: (status, JSON answer or None). ``path`` is after the prefix."""
-        raise NotImplementedError
+        for route_method, pattern, name in self.ROUTES:
+            match = re.fullmatch(pattern, path)
+            if match and route_method == method:
+                args = [int(a) if a.isdigit() else a for a in match.groups()]
+                given = copy.copy(self.empty_body) if body is None else body
+                return getattr(self, name)(*args, query=query, body=given)
+        raise self.not_modelled(method, path)
 
     def not_modelled(self, method: str, path: str, what: str = "") -> Fault:
         """The answer to a valid request this fake does not model: 501, recorded as a problem of the fake."""

@@ -304,6 +304,7 @@ class HcloudFake(FakeApi):
         return rendered
 
     # -- routes ------------------------------------------------------------------------------
+    empty_body: dict = {}
     ROUTES = [
         ("GET", r"/actions/(\d+)", "get_action"),
         ("GET", r"/locations", "list_locations"),
@@ -332,14 +333,6 @@ class HcloudFake(FakeApi):
         ("DELETE", r"/firewalls/(\d+)", "delete_firewall"),
         ("POST", r"/firewalls/(\d+)/actions/(\w+)", "firewall_action"),
     ]
-
-    def route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
-        for route_method, pattern, name in self.ROUTES:
-            match = re.fullmatch(pattern, path)
-            if match and route_method == method:
-                args = [int(a) if a.isdigit() else a for a in match.groups()]
-                return getattr(self, name)(*args, query=query, body=body or {})
-        raise self.not_modelled(method, path)
 
     def _page(self, key: str, items: list[dict], query: dict) -> tuple[int, dict]:
         page, per_page = int(query.get("page", 1)), int(query.get("per_page", 25))

@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -166,14 +165,6 @@ class HetznerFake(FakeApi):
         ("DELETE", r"/storage_boxes/(\d+)/subaccounts/(\d+)", "delete_subaccount"),
         ("POST", r"/storage_boxes/(\d+)/subaccounts/(\d+)/actions/(\w+)", "subaccount_action"),
     ]
-
-    def route(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
-        for route_method, pattern, name in self.ROUTES:
-            match = re.fullmatch(pattern, path)
-            if match and route_method == method:
-                args = [int(a) if a.isdigit() else a for a in match.groups()]
-                return getattr(self, name)(*args, query=query, body=body)
-        raise self.not_modelled(method, path)
 
     def _box(self, box_id: int) -> dict:
         if box_id not in self.boxes:

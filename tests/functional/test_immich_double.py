@@ -562,8 +562,8 @@ def test_failed_login_logs_immichs_line_with_the_client_address_express_would_co
         r"\[Nest\] \d+  - \d\d/\d\d/\d{4}, \d{1,2}:\d\d:\d\d\u202f[AP]M    WARN \[Api:AuthService~(\S+)\] "
         r"Failed login attempt for user nobody@example\.test from ip address (\S+)")
 
-    status, answer = failed_login(double.url, "127.0.0.1", **{"X-Forwarded-For": "6.6.6.6, 203.0.113.9",
-                                                               "x-immich-cid": "cid-one"})
+    forged = {"X-Forwarded-For": "6.6.6.6, 203.0.113.9", "x-immich-cid": "cid-one"}
+    status, answer = failed_login(double.url, "127.0.0.1", **forged)
     assert (status, answer["message"]) == (401, "Incorrect email or password")
     found = [line.fullmatch(text) for text in log_lines(double, "~cid-one]")]
     assert [match.groups() for match in found if match] == [("cid-one", "203.0.113.9")], found
@@ -581,4 +581,3 @@ def test_failed_login_logs_immichs_line_with_the_client_address_express_would_co
     failed_login(double.url, "127.0.0.1")
     ids = [match.group(1) for text in log_lines(double, "Failed login attempt") if (match := line.fullmatch(text))]
     assert len(ids) == 3 and re.fullmatch(r"[0-9a-z]{8}", ids[-1]), ids
-

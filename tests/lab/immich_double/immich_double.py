@@ -1123,6 +1123,41 @@ class Handler(BaseHTTPRequestHandler):
         )
 
 
+class MetricsHandler(BaseHTTPRequestHandler):
+    """GET /metrics in Prometheus' text format, as Immich serves it with IMMICH_TELEMETRY_INCLUDE=all. The DOUBLE's
+    series are its own (``immich_double_*``), not Immich's: the lab proves where the ports answer, not their content."""
+
+    worker = "api"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path != "/metrics":
+            self.send_error(404)
+            return
+        body = (f"# HELP immich_double_up The Immich server test double's {self.worker} worker.\n"
+                f"# TYPE immich_double_up gauge\nimmich_double_up{{worker=\"{self.worker}\"}} 1\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+def start_metrics() -> None:
+    """Immich's metrics ports when IMMICH_TELEMETRY_INCLUDE names any group (8081 the API's, 8082 the workers')."""
+    if not os.environ.get("IMMICH_TELEMETRY_INCLUDE"):
+        return
+    for worker, variable, default in (("api", "IMMICH_API_METRICS_PORT", 8081),
+                                      ("microservices", "IMMICH_MICROSERVICES_METRICS_PORT", 8082)):
+        handler = type(f"MetricsHandler_{worker}", (MetricsHandler,), {"worker": worker})
+        port = int(os.environ.get(variable, default))
+        metrics = ThreadingHTTPServer(("0.0.0.0", port), handler)  # noqa: S104 (inside the container)
+        threading.Thread(target=metrics.serve_forever, name=f"metrics-{worker}", daemon=True).start()
+        log(f"metrics ({worker}) on port {port}")
+
+
 def main() -> None:
     version = (
         VERSION_FILE.read_text().strip() if VERSION_FILE.exists() else os.environ.get("IMMICH_DOUBLE_VERSION", "v3.3.1")
@@ -1144,6 +1179,7 @@ def main() -> None:
     threading.Thread(target=retry_removals, name="retry-removals", daemon=True).start()
     # As PID 1 of its container Python would ignore `docker stop`'s SIGTERM (and be killed 10 s later).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    start_metrics()
     server = ThreadingHTTPServer(
         (os.environ.get("IMMICH_HOST", "0.0.0.0"), int(os.environ.get("IMMICH_PORT", "2283"))), Handler
     )  # noqa: S104

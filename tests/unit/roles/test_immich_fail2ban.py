@@ -16,20 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar
-from ansible_collections.selfhost.immich.tests.unit.utils.role_files import load_trusted, trust_as_template
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import render_immich as render
 
 REPO = Path(__file__).resolve().parents[3]
-ROLE = REPO / "roles" / "immich"
 
 
-def render(template: str, **overrides) -> str:
-    variables = {**load_trusted(ROLE / "defaults" / "main.yml"), **load_trusted(ROLE / "vars" / "main.yml"),
-                 "immich_domain": "photos.example.org", "immich_ml_urls": [],
-                 "immich_db_password_effective": "x", **overrides}
-    return Templar(loader=DataLoader(), variables=variables).template(
-        trust_as_template((ROLE / "templates" / template).read_text()))
 
 
 def env(**overrides) -> dict[str, str]:

@@ -6,22 +6,8 @@ The lab proves the published ports answer from the server itself (tests/e2e); th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar
-from ansible_collections.selfhost.immich.tests.unit.utils.role_files import load_trusted, trust_as_template
-
-ROLE = Path(__file__).resolve().parents[3] / "roles" / "immich"
-
-
-def render(template: str, **overrides) -> str:
-    variables = {**load_trusted(ROLE / "defaults" / "main.yml"), **load_trusted(ROLE / "vars" / "main.yml"),
-                 "immich_domain": "photos.example.org", "immich_ml_urls": [],
-                 "immich_db_password_effective": "x", **overrides}
-    return Templar(loader=DataLoader(), variables=variables).template(
-        trust_as_template((ROLE / "templates" / template).read_text()))
+from ansible_collections.selfhost.immich.tests.unit.utils.role_files import render_immich as render
 
 
 def server_ports(**overrides) -> list[str]:
