@@ -21,8 +21,6 @@ from ansible_collections.selfhost.immich.tests.unit.utils.role_files import rend
 REPO = Path(__file__).resolve().parents[3]
 
 
-
-
 def env(**overrides) -> dict[str, str]:
     lines = [line for line in render("env.j2", **overrides).splitlines() if line and not line.startswith("#")]
     return dict(line.split("=", 1) for line in lines)
