@@ -89,7 +89,8 @@ def test_typed_settings_reach_the_config_and_type_check(cli_dir):
         immich_oauth_client_secret="oauth-client-secret", immich_oauth_token_endpoint_auth_method="client_secret_basic",
         immich_oauth_auto_register=False, immich_oauth_auto_launch=True, immich_oauth_button_text="Sign in",
         immich_new_version_check=True, immich_storage_template_enabled=True,
-        immich_storage_template="{{y}}/{{MM}}/{{filename}}",
+        # As a user writes it in the inventory (Ansible would template it otherwise).
+        immich_storage_template=trust_as_template("{% raw %}{{y}}/{{MM}}/{{filename}}{% endraw %}"),
     )
     assert config["server"]["externalDomain"] == "https://share.example.org"
     assert config["trash"] == {"enabled": False, "days": 7}
