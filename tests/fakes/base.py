@@ -95,6 +95,18 @@ class FakeApi:
                 return getattr(self, name)(*args, query=query, body=given)
         raise self.not_modelled(method, path)
 
+    def _start_action(self, command: str, resources: list[tuple[int, str]], change) -> dict:
+        """A Hetzner action (the Storage Box and Cloud fakes): ``running`` until ``action_polls`` polls, then the
+        fake's ``_finish`` applies ``change``. Needs ``_ids``, ``actions``, ``_pending`` and ``action_polls``."""
+        action = {"id": next(self._ids), "command": command, "status": "running", "progress": 0,
+                  "started": utc_now(), "finished": None, "error": None,
+                  "resources": [{"id": rid, "type": rtype} for rid, rtype in resources]}
+        self.actions[action["id"]] = action
+        self._pending[action["id"]] = [self.action_polls, change]
+        if self.action_polls <= 0:
+            self._finish(action)
+        return copy.deepcopy(action)
+
     def not_modelled(self, method: str, path: str, what: str = "") -> Fault:
         """The answer to a valid request this fake does not model: 501, recorded as a problem of the fake."""
         message = f"{method} {self.prefix}{path}{what} is valid but not modelled by this fake"

@@ -588,16 +588,6 @@ class HcloudFake(FakeApi):
             raise self._violation("firewall rule: an inbound rule needs source_ips", "rules")
 
     # -- actions -----------------------------------------------------------------------------
-    def _start_action(self, command: str, resources: list[tuple[int, str]], change) -> dict:
-        action = {"id": next(self._ids), "command": command, "status": "running", "progress": 0,
-                  "started": utc_now(), "finished": None, "error": None,
-                  "resources": [{"id": rid, "type": rtype} for rid, rtype in resources]}
-        self.actions[action["id"]] = action
-        self._pending[action["id"]] = [self.action_polls, change]
-        if self.action_polls <= 0:
-            self._finish(action)
-        return copy.deepcopy(action)
-
     def _finish(self, action: dict) -> None:
         self._pending.pop(action["id"])[1]()
         action.update(progress=100, finished=utc_now(), status="success")

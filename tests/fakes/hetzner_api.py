@@ -287,16 +287,6 @@ class HetznerFake(FakeApi):
         return 201, {"action": self._start_action(command, [(sub_id, "storage_box_subaccount")], change)}
 
     # -- actions -----------------------------------------------------------------------------
-    def _start_action(self, command: str, resources: list[tuple[int, str]], change) -> dict:
-        action = {"id": next(self._ids), "command": command, "status": "running", "progress": 0,
-                  "started": utc_now(), "finished": None, "error": None,
-                  "resources": [{"id": rid, "type": rtype} for rid, rtype in resources]}
-        self.actions[action["id"]] = action
-        self._pending[action["id"]] = [self.action_polls, change]
-        if self.action_polls <= 0:
-            self._finish(action)
-        return copy.deepcopy(action)
-
     def _finish(self, action: dict) -> None:
         change = self._pending.pop(action["id"])[1]
         action.update(progress=100, finished=utc_now())
