@@ -179,36 +179,42 @@ def main() -> None:
     parser.add_argument("--burst-idle-timeout", type=int, default=5)
     parser.add_argument("--normal-idle-timeout", type=int, default=60)
     parser.add_argument("--release-time", default="03:00", help="router release_time (local_ml false)")
+    parser.add_argument("--release-within-days", type=int, default=3,
+                        help="router release_within_days (local_ml false); 1 = every day with uploads")
     parser.add_argument("--seed", type=int, default=21, help="random seed of the traces")
     args = parser.parse_args()
     router = load_router()
 
-    def config(local_ml: bool):
+    def config(local_ml: bool, within: int | None = None):
         return router.config_from_dict({
+            "release_within_days": within or args.release_within_days,
             "local_ml": local_ml, "burst_threshold": args.threshold, "hold_seconds": args.hold,
             "burst_idle_timeout": args.burst_idle_timeout, "normal_idle_timeout": args.normal_idle_timeout,
             "release_time": args.release_time, "runpod_endpoint_id": "bench", "runpod_api_key_file": "/dev/null"})
 
     traces = [
-        ("seed trickle, 100 photos/month", seed_trickle, True),
-        ("heavy month, 1,000 photos", heavy_month, True),
-        ("10,000-photo import (+ trickle)", big_import, True),
-        ("stack_local_ml: false, daily release, 100 photos/month", seed_trickle, False),
-        ("stack_local_ml: false, daily release, 1,000 photos", heavy_month, False),
+        ("seed trickle, 100 photos/month", seed_trickle, True, None),
+        ("heavy month, 1,000 photos", heavy_month, True, None),
+        ("10,000-photo import (+ trickle)", big_import, True, None),
+        ("stack_local_ml: false, release (within 3 days), 100 photos/month", seed_trickle, False, None),
+        ("stack_local_ml: false, release (within 3 days), 1,000 photos", heavy_month, False, None),
+        ("stack_local_ml: false, release every day, 100 photos/month", seed_trickle, False, 1),
     ]
     before = [("before (no router, RunPod only, T=60 s): seed trickle", seed_trickle),
               ("before (no router, RunPod only, T=60 s): heavy month", heavy_month)]
     print(f"Assumptions: CPU {args.cpu_rate:g} photos/min, RunPod {args.gpu_rate:g} photos/min after a "
           f"{args.cold_start} s cold start, phone uploads 1 photo/{args.gap:g} s, import 1 photo/{args.import_gap:g} s;"
           f"\nrouter: threshold {args.threshold} jobs, hold {args.hold} s, idle timeout {args.burst_idle_timeout} s in "
-          f"bursts / {args.normal_idle_timeout} s otherwise, release {args.release_time}; {DAYS}-day month, "
+          f"bursts / {args.normal_idle_timeout} s otherwise, release {args.release_time} (within "
+          f"{args.release_within_days} days); {DAYS}-day month, "
           f"seed {args.seed}.\n")
-    header = (f"{'trace':58} {'GPU-s':>7} {'$ 16 GB':>8} {'$ 48 GB':>8} {'cold starts':>11} {'switches':>8} "
+    header = (f"{'trace':66} {'GPU-s':>7} {'$ 16 GB':>8} {'$ 48 GB':>8} {'cold starts':>11} {'switches':>8} "
               f"{'photos on GPU':>13}")
     print(header)
     print("-" * len(header))
-    for name, make, local_ml in traces:
-        month = Month(args, make(random.Random(args.seed)), local_ml, router, config(local_ml), args.import_gap).run()
+    for name, make, local_ml, within in traces:
+        month = Month(args, make(random.Random(args.seed)), local_ml, router, config(local_ml, within),
+                      args.import_gap).run()
         row(name, month)
     for name, make in before:
         month = Month(args, make(random.Random(args.seed)), False, gap=args.import_gap)
@@ -218,7 +224,7 @@ def main() -> None:
 
 def row(name: str, month: Month) -> None:
     seconds = month.billed
-    print(f"{name:58} {seconds:7.0f} {f'${seconds * PRICE_16GB:.3f}':>8} {f'${seconds * PRICE_48GB:.3f}':>8} "
+    print(f"{name:66} {seconds:7.0f} {f'${seconds * PRICE_16GB:.3f}':>8} {f'${seconds * PRICE_48GB:.3f}':>8} "
           f"{month.cold_starts:11.0f} {month.switches:8d} {month.gpu_photos:13.0f}", flush=True)
 
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 UP = REPO / "tests" / "lab" / "up.sh"
@@ -184,15 +183,6 @@ def test_thumbnail_is_on_the_servers_disk_not_on_the_box(first):
     assert out(BOX, f"find {BOX_IMMICH} -path '*/thumbs/*' -type f") == ""
 
 
-def test_ml_call_went_through_the_gateway_with_the_runpod_key(first):
-    attempts = json.loads(out(SERVER, "curl -sS http://127.0.0.1:2283/_double/ml"))
-    gateway_url = yaml.safe_load(out(SERVER, "cat /opt/immich/immich-config.yaml"))["machineLearning"]["urls"][0]
-    assert any(a["url"] == gateway_url and a.get("status") == 200 and a.get("embedding") for a in attempts), attempts
-    stats = json.loads(out(RUNPOD_EDGE, "curl -sk https://127.0.0.1:8443/_lab/stats"))
-    # The edge refuses any request without the endpoint's key (401): Immich sends none, so the gateway added it.
-    assert stats["predicts"] >= 1 and stats["last_authorized"] is True, stats
-
-
 def test_runpod_key_is_in_no_container(first):
     key = (LAB_DIR / "runpod-key").read_text().strip()
     containers = out(SERVER, "docker ps -aq").split()
@@ -258,6 +248,7 @@ def secrets_of_the_lab() -> dict[str, str]:
         found[name] = (LAB_DIR / name).read_text().strip()
     found["database password"] = out(SERVER, "cat /opt/immich/.db-password").strip()
     found["Immich API key"] = out(SERVER, "cat /root/.config/lab-immich-api-key").strip()
+    found["the ML router's Immich API key"] = out(SERVER, "cat /etc/selfhost-immich/ml-router-immich.key").strip()
     assert all(len(value) >= 12 for value in found.values())
     return found
 
@@ -480,3 +471,146 @@ def test_metrics_answer_on_the_servers_loopback_only(first, lab_client):
         answer = subprocess.run(["docker", "exec", client, "curl", "-sS", "-o", "/dev/null", "--connect-timeout", "4",
                                  f"http://{server}:{port}/metrics"], capture_output=True, text=True, check=False)
         assert answer.returncode != 0, f"port {port} answered from the lab network"
+
+
+# -- The ML cost router (issue 21): the trickle on the server's CPU, backlogs on RunPod -----------------------------
+# Immich's URLs are [the RunPod gateway, the CPU container]; the double pings both every 30 s (availabilityChecks)
+# and prefers the healthy ones in order. The CPU container is the ML double in its local mode; the RunPod edge is
+# immich-lab-runpod. Both count the predicts they served; the edge bills each worker from start to stop.
+ADMIN_KEY = "$(cat /root/.config/lab-immich-api-key)"  # the admin's key check.yml made (in the server's shell)
+ML_QUEUES = ("smartSearch", "faceDetection", "ocr")
+LOCAL_ML = "http://immich-machine-learning:3003"
+
+
+def router() -> dict:
+    return json.loads(out(SERVER, "selfhost-immich-ml-router --status --json"))
+
+
+def immich(method: str, path: str, body: dict | None = None) -> dict:
+    data = f"-H 'Content-Type: application/json' --data '{json.dumps(body)}'" if body is not None else ""
+    return json.loads(out(SERVER, f"curl -sS --fail -X {method} -H \"x-api-key: {ADMIN_KEY}\" {data} "
+                                  f"http://127.0.0.1:2283{path}") or "null")
+
+
+def backlog() -> int:
+    queues = {q["name"]: q["statistics"] for q in immich("GET", "/api/queues")}
+    return sum(queues[name][count] for name in ML_QUEUES for count in ("waiting", "active", "paused", "delayed"))
+
+
+def local_ml(path: str, body: dict | None = None) -> dict:
+    """The CPU stand-in's side door, from inside its container (it is reachable on the Immich network only)."""
+    request = (f"urllib.request.Request('http://127.0.0.1:3003{path}', data=json.dumps({body!r}).encode(), "
+               "headers={'Content-Type': 'application/json'})" if body is not None
+               else f"'http://127.0.0.1:3003{path}'")
+    return json.loads(out(SERVER, "docker exec immich_machine_learning python3 -c \"import json, urllib.request; "
+                                  f"print(urllib.request.urlopen({request}).read().decode())\""))
+
+
+def edge(path: str, body: dict | None = None) -> dict:
+    data = f"-X POST --data '{json.dumps(body)}'" if body is not None else ""
+    return json.loads(out(RUNPOD_EDGE, f"curl -sk {data} https://127.0.0.1:8443{path}"))
+
+
+def wait(condition, what: str, timeout: float, every: float = 2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"{what}: not within {timeout:.0f} s")
+
+
+def upload(folder: str, count: int, size: int = 30000) -> None:
+    out(SERVER, f"mkdir -p {folder} && for i in $(seq 1 {count}); do head -c {size} /dev/urandom > {folder}/p$i.jpg; "
+                f"done && immich upload --no-progress {folder} >/dev/null")
+
+
+def ml_results() -> dict:
+    return json.loads(out(SERVER, "curl -sS http://127.0.0.1:2283/_double/ml/embeddings"))
+
+
+@pytest.fixture(scope="module")
+def ml_router(first):
+    """The router converged by site.yml, idle, both ML servers' counters at zero."""
+    assert out(SERVER, "systemctl is-active selfhost-immich-ml-router.timer").strip() == "active"
+    wait(lambda: router()["observed_at"] != "never", "the router's first decision", 90)
+    assert router()["mode"] == "idle"
+    edge("/_lab/reset", {})
+    local_ml("/_lab/reset", {})
+    return None
+
+
+def test_the_trickle_stays_on_the_cpu_and_a_search_never_waits_for_runpod(ml_router):
+    """(1) 30 trickles of 3 photos: the RunPod edge serves none of them, the CPU stand-in all; a text search is
+    answered by the CPU stand-in."""
+    before = ml_results()["assets"]
+    for trickle in range(30):
+        upload(f"/root/ml-trickle/{trickle}", 3)
+        wait(lambda: backlog() == 0, f"trickle {trickle} processed", 60, every=0.5)
+    assert router()["mode"] == "idle"
+    results = ml_results()
+    new = {asset: queues for asset, queues in results["assets"].items() if asset not in before}
+    assert len(new) == 90
+    assert all(set(queues) == set(ML_QUEUES) and {url.rstrip("/") for url in queues.values()} == {LOCAL_ML}
+               for queues in new.values()), list(new.values())[:3]
+    served = local_ml("/_lab/stats")["predicts_by_task"]
+    assert served["clip.visual"] >= 90 and served["facial-recognition"] >= 90 and served["ocr"] >= 90, served
+    assert edge("/_lab/stats")["predicts"] == 0  # no request reached RunPod: no cold start, nothing billed
+    immich("POST", "/api/search/smart", {"query": "a dog on the beach"})
+    search = [a for a in json.loads(out(SERVER, "curl -sS http://127.0.0.1:2283/_double/ml")) if "query" in a]
+    assert search[-1]["url"].rstrip("/") == LOCAL_ML and search[-1]["status"] == 200, search[-1]
+    assert local_ml("/_lab/stats")["predicts_by_task"]["clip.textual"] >= 1
+    assert edge("/_lab/stats")["predicts"] == 0
+
+
+def endpoint_idle_timeout() -> int:
+    return api(18092, "/v2/serverless", "runpod-key")["endpoints"][0]["workers"]["idleTimeout"]
+
+
+def test_an_import_goes_to_runpod_in_a_burst_and_no_asset_is_lost(ml_router):
+    """(2) 300 photos: the mode goes to burst within 2 minutes, RunPod serves the backlog with the endpoint's idle
+    timeout shortened, the mode returns to idle after the hold, the missing run redoes the jobs lost to a cold start,
+    and every asset has its results."""
+    # The CPU stand-in takes 3 s a predict (a CAX41's CPU time per photo, docs/ml-cost-model.md): the import is a
+    # backlog for it. The edge's worker takes 25 s to start and RunPod holds a request 3 s: the first requests of the
+    # burst are refused (the gateway retries, then gives up) and, while the CPU stand-in fails too, lost.
+    local_ml("/_lab/config", {"predict_seconds": 3})
+    edge("/_lab/config", {"cold_start": 25, "max_wait": 3, "idle_timeout": 5})
+    edge("/_lab/reset", {})
+    before = set(ml_results()["assets"])
+    started = time.monotonic()
+    upload("/root/ml-import", 300)
+    wait(lambda: router()["mode"] == "burst", "the switch to burst", 120)
+    switched = time.monotonic() - started
+    local_ml("/_lab/config", {"predict_status": 500})  # until RunPod's worker is up: jobs fail on both URLs
+    wait(lambda: edge("/_lab/stats")["worker"] == "ready", "RunPod's worker up", 90, every=1)
+    local_ml("/_lab/config", {"predict_status": 0})
+    wait(lambda: endpoint_idle_timeout() == 5, "the burst idle timeout on the endpoint", 30)
+    wait(lambda: router()["mode"] == "idle", "the return to idle after the hold (60 s in the lab)", 600, every=5)
+    wait(lambda: endpoint_idle_timeout() == 60, "the endpoint's idle timeout restored", 60)
+    # The missing run (a minute after the switch), on the CPU: every asset gets all three results.
+    results = wait(lambda: (r := ml_results()) and not any(r["missing"].values()) and backlog() == 0 and r,
+                   "every asset with its results after the missing run", 300, every=5)
+    new = {asset: queues for asset, queues in results["assets"].items() if asset not in before}
+    assert len(new) == 300 and all(set(queues) == set(ML_QUEUES) for queues in new.values())
+    stats = edge("/_lab/stats")
+    on_runpod = sum(stats["predicts_by_task"].values())
+    print(f"ML router lab: burst {switched:.0f} s after the import began; RunPod served {on_runpod} of 900 jobs, "
+          f"{stats['cold_starts']} cold start(s), {stats['billed_seconds']:.0f} billed seconds, "
+          f"{stats['no_worker']} refused during the cold start")
+    assert switched <= 180  # the upload (under a minute) + at most two timer runs
+    assert stats["no_worker"] >= 1  # the cold start refused requests: lost jobs were made
+    assert on_runpod >= 600, stats  # RunPod served the backlog
+    assert stats["last_authorized"] is True  # the gateway added the key (Immich sends none)
+    journal = out(SERVER, "journalctl -u selfhost-immich-ml-router -o cat --no-pager")
+    assert "mode idle -> burst: backlog" in journal and "mode burst -> idle: backlog 0" in journal
+    assert all(f"done: missing run of {name}" in journal for name in ML_QUEUES), journal[-3000:]
+    assert_no_secret({"the router's journal": journal})
+    local_ml("/_lab/config", {"predict_seconds": 0})
+
+
+def test_the_status_reports_the_router(ml_router):
+    status = sh(SERVER, "selfhost-immich-status", check=False)
+    line = next(line for line in status.stdout.splitlines() if line.startswith("router"))
+    assert line.split()[1] == "ok" and " since " in line and "backlog" in line, status.stdout

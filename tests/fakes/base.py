@@ -31,10 +31,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from openapi_core import Config, OpenAPI
+
 if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
-    from .contract import Contract, ContractViolation
+    from .contract import (
+        Contract,
+        ContractViolation,
+        _inline_nullable_refs,
+        _upper_case_status_ranges,
+        keep_paths,
+        spec_path,
+    )
 else:  # run as a script from this directory (Molecule's prepare starts fakes so)
-    from contract import Contract, ContractViolation
+    from contract import (
+        Contract,
+        ContractViolation,
+        _inline_nullable_refs,
+        _upper_case_status_ranges,
+        keep_paths,
+        spec_path,
+    )
 
 CONTROL_PREFIX = "/_fake/"
 #: Environment variable naming the file with the token a fake run as a process accepts (or --token-file).
@@ -52,10 +68,37 @@ class Fault(Exception):
         raise NotImplementedError
 
 
+class PatchedContract(Contract):
+    """A :class:`contract.Contract` whose checked copy of the spec needs vendor fixes before openapi-core reads it.
+
+    A subclass implements :meth:`patch` (it edits the copy; ``self.spec`` stays the file as published) and names
+    where the API is served in ``served_at`` (host URL, path prefix). The rest is the base's loading: the spec cut
+    to the modelled paths, status ranges upper-cased, nullable ``$ref`` fields inlined.
+    """
+
+    served_at: tuple[str, str] = ("", "")
+
+    def __init__(self, spec_file: str, path_prefixes: tuple[str, ...] = ()) -> None:
+        self.path = spec_path(spec_file)
+        self.spec = json.loads(self.path.read_text())
+        checked = keep_paths(copy.deepcopy(self.spec), path_prefixes)
+        _upper_case_status_ranges(checked)
+        _inline_nullable_refs(checked)
+        self.patch(checked)
+        self.openapi = OpenAPI.from_dict(checked, config=Config(
+            spec_validator_cls=None, extra_media_type_deserializers=self.MEDIA_TYPES))
+        self.host_url, self.server_path = self.served_at
+
+    def patch(self, checked: dict) -> None:
+        """Fix the copy of the spec the checks use."""
+        raise NotImplementedError
+
+
 @cache
-def load_contract(spec_file: str, path_prefixes: tuple[str, ...] = ()) -> Contract:
+def load_contract(spec_file: str, path_prefixes: tuple[str, ...] = (), contract_class: type[Contract] = Contract
+                  ) -> Contract:
     """One parsed spec per file and process (parsing takes a while; a fake is started in many tests)."""
-    return Contract(spec_file, path_prefixes=path_prefixes)
+    return contract_class(spec_file, path_prefixes=path_prefixes)
 
 
 def utc_now() -> str:
@@ -69,12 +112,14 @@ class FakeApi:
     spec_file: str = ""       # file in the contracts directory
     prefix: str = ""          # path prefix of the API in URLs, e.g. "/v1"
     spec_paths: tuple[str, ...] = ()  # spec paths the fake models (all if empty); a fuller spec is cut to these
+    contract_class: type[Contract] = Contract  # or a PatchedContract for a spec that needs fixes
     fault: type[Fault] = Fault
     unauthorized = "invalid token"
 
     def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.token, self.host, self.port = token, host, port
-        self.contract = load_contract(self.spec_file, self.spec_paths)  # loaded now, not while the first request waits
+        # loaded now, not while the first request waits
+        self.contract = load_contract(self.spec_file, self.spec_paths, self.contract_class)
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self.reset()

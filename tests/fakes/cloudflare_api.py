@@ -54,19 +54,14 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from functools import cache
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from openapi_core import Config, OpenAPI
-
 if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
-    from .base import FakeApi, Fault, _Handler, argument_parser, serve, token_of
-    from .contract import Contract, _inline_nullable_refs, _upper_case_status_ranges, keep_paths, spec_path
+    from .base import FakeApi, Fault, PatchedContract, _Handler, argument_parser, serve, token_of
 else:  # run as a script (the lab starts fakes so)
-    from base import FakeApi, Fault, _Handler, argument_parser, serve, token_of
-    from contract import Contract, _inline_nullable_refs, _upper_case_status_ranges, keep_paths, spec_path
+    from base import FakeApi, Fault, PatchedContract, _Handler, argument_parser, serve, token_of
 
 SPEC_FILE = "cloudflare-dns.openapi.json"
 API_PREFIX = "/client/v4"
@@ -90,15 +85,12 @@ class CloudflareError(Fault):
                 "result": None}
 
 
-class CloudflareContract(Contract):
+class CloudflareContract(PatchedContract):
     """:class:`contract.Contract` with API tokens accepted on every operation (see the module docstring)."""
 
-    def __init__(self, spec_file: str, path_prefixes: tuple[str, ...]) -> None:
-        self.path = spec_path(spec_file)
-        self.spec = json.loads(self.path.read_text())
-        checked = keep_paths(copy.deepcopy(self.spec), path_prefixes)
-        _upper_case_status_ranges(checked)
-        _inline_nullable_refs(checked)
+    served_at = (f"https://{API_HOST}", API_PREFIX)
+
+    def patch(self, checked: dict) -> None:
         schemas = checked["components"]["schemas"]
         schemas["dns-records_comment"]["nullable"] = True
         record = schemas["dns-records_dns-record"]
@@ -109,14 +101,6 @@ class CloudflareContract(Contract):
                 security = operation.get("security") if isinstance(operation, dict) else None
                 if security is not None and {"api_token": []} not in security:
                     security.insert(0, {"api_token": []})
-        self.openapi = OpenAPI.from_dict(checked, config=Config(
-            spec_validator_cls=None, extra_media_type_deserializers=self.MEDIA_TYPES))
-        self.host_url, self.server_path = f"https://{API_HOST}", API_PREFIX
-
-
-@cache
-def load_cloudflare_contract() -> CloudflareContract:
-    return CloudflareContract(SPEC_FILE, ("/zones",))
 
 
 def _now() -> str:
@@ -129,6 +113,7 @@ class CloudflareFake(FakeApi):
     spec_file = SPEC_FILE
     prefix = API_PREFIX
     spec_paths = ("/zones",)
+    contract_class = CloudflareContract
     fault = CloudflareError
     unauthorized = "Authentication error"
 
@@ -136,12 +121,7 @@ class CloudflareFake(FakeApi):
                  host: str = "127.0.0.1", tls: TestCA | None = None) -> None:
         self.seed = copy.deepcopy(seed or {})
         self.tls = tls
-        # as FakeApi.__init__, with the contract of this module (see CloudflareContract)
-        self.token, self.host, self.port = token or self.seed.get("token") or DEFAULT_TOKEN, host, port
-        self.contract = load_cloudflare_contract()
-        self.lock = threading.RLock()
-        self._server = None
-        self.reset()
+        super().__init__(token or self.seed.get("token") or DEFAULT_TOKEN, host=host, port=port)
 
     @property
     def url(self) -> str:

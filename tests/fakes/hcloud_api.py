@@ -44,20 +44,14 @@ import ipaddress
 import itertools
 import json
 import re
-import threading
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from openapi_core import Config, OpenAPI
-
 if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
-    from .base import FakeApi, argument_parser, serve, token_of, utc_now
-    from .contract import Contract, _inline_nullable_refs, _upper_case_status_ranges, keep_paths, spec_path
+    from .base import FakeApi, PatchedContract, argument_parser, serve, token_of, utc_now
     from .hetzner_api import Reject, _labels_match
 else:  # run as a script (the lab starts fakes so)
-    from base import FakeApi, argument_parser, serve, token_of, utc_now
-    from contract import Contract, _inline_nullable_refs, _upper_case_status_ranges, keep_paths, spec_path
+    from base import FakeApi, PatchedContract, argument_parser, serve, token_of, utc_now
     from hetzner_api import Reject, _labels_match
 
 SPEC_FILE = "hetzner-cloud-provisioning.openapi.json"
@@ -90,19 +84,13 @@ ARCHITECTURES = ("x86", "arm")
 SERVER_ACTIONS = ("change_protection", "poweron", "poweroff", "shutdown", "reboot")
 
 
-class HcloudContract(Contract):
+class HcloudContract(PatchedContract):
     """:class:`contract.Contract` with the published "ID or name" fields typed as the API takes them."""
 
-    def __init__(self, spec_file: str, path_prefixes: tuple[str, ...]) -> None:
-        self.path = spec_path(spec_file)
-        self.spec = json.loads(self.path.read_text())
-        checked = keep_paths(copy.deepcopy(self.spec), path_prefixes)
-        _upper_case_status_ranges(checked)
-        _inline_nullable_refs(checked)
+    served_at = ("https://api.hetzner.cloud", "/v1")
+
+    def patch(self, checked: dict) -> None:
         _id_or_name(checked.get("components", {}))
-        self.openapi = OpenAPI.from_dict(checked, config=Config(
-            spec_validator_cls=None, extra_media_type_deserializers=self.MEDIA_TYPES))
-        self.host_url, self.server_path = "https://api.hetzner.cloud", "/v1"
 
 
 def _id_or_name(node: Any) -> None:
@@ -123,17 +111,13 @@ def _id_or_name(node: Any) -> None:
             _id_or_name(value)
 
 
-@cache
-def load_hcloud_contract() -> HcloudContract:
-    return HcloudContract(SPEC_FILE, SPEC_PATHS)
-
-
 class HcloudFake(FakeApi):
     """In-memory Hetzner Cloud project behind a threaded HTTP server. Thread-safe; read the attributes freely."""
 
     spec_file = SPEC_FILE
     prefix = API_PREFIX
     spec_paths = SPEC_PATHS
+    contract_class = HcloudContract
     fault = Reject
     unauthorized = "unable to authenticate"
 
@@ -141,12 +125,7 @@ class HcloudFake(FakeApi):
                  host: str = "127.0.0.1", action_polls: int | None = None) -> None:
         self.seed = copy.deepcopy(seed or {})
         self.action_polls = action_polls if action_polls is not None else self.seed.get("action_polls", 1)
-        # as FakeApi.__init__, with the contract of this module (see HcloudContract)
-        self.token, self.host, self.port = token or self.seed.get("token") or DEFAULT_TOKEN, host, port
-        self.contract = load_hcloud_contract()
-        self.lock = threading.RLock()
-        self._server = None
-        self.reset()
+        super().__init__(token or self.seed.get("token") or DEFAULT_TOKEN, host=host, port=port)
 
     # -- test controls -----------------------------------------------------------------------
     def reset(self) -> None:

@@ -23,8 +23,10 @@ flags on a box). Changes run as actions that are ``running`` when created and fi
 ``action_polls`` polls of ``GET /storage_boxes/actions/{id}``; only then is the change applied.
 
 Seed (JSON or dict): ``{"token": "...", "action_polls": 1, "storage_boxes": [{"id": 1, "name": "photos",
-"access_settings": {...}, "subaccounts": [{"name": "immich", "home_directory": "immich"}]}]}``; every field
-left out gets a plausible default.
+"access_settings": {...}, "location": "fsn1", "storage_box_type": "bx11", "subaccounts": [{"name": "immich",
+"home_directory": "immich"}]}]}``; every field left out gets a plausible default. ``POST /storage_boxes`` orders a
+box (``initializing`` until its action finishes; the password and SSH keys are kept in ``passwords`` and
+``ssh_keys``) and ``DELETE /storage_boxes/{id}`` deletes one unless it is protected.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ DEFAULT_TOKEN = "fake-hetzner-token"
 BOX_ACCESS = ("reachable_externally", "samba_enabled", "ssh_enabled", "webdav_enabled", "zfs_enabled")
 SUB_ACCESS = ("reachable_externally", "readonly", "samba_enabled", "ssh_enabled", "webdav_enabled")
 PASSWORD_SPECIALS = set("^°!§$%/()=?+#-.,;:~*@{}_&")
+#: The locations and box types the fake knows (the real API refuses other names).
+LOCATIONS = {name: {"id": number, "name": name, "description": f"{city} DC Park 1", "country": country, "city": city,
+                    "latitude": latitude, "longitude": longitude, "network_zone": "eu-central"}
+             for number, name, city, country, latitude, longitude in (
+                 (1, "fsn1", "Falkenstein", "DE", 50.47612, 12.370071),
+                 (2, "nbg1", "Nuremberg", "DE", 49.452102, 11.076665),
+                 (3, "hel1", "Helsinki", "FI", 60.169855, 24.938379))}
+BOX_TYPES = {name: {"id": number, "name": name, "description": name.upper(), "size": terabytes * 1099511627776,
+                    "snapshot_limit": 10, "automatic_snapshot_limit": 10, "subaccounts_limit": 100,
+                    "prices": [], "deprecation": None}
+             for number, name, terabytes in ((1, "bx11", 1), (2, "bx21", 5), (3, "bx31", 10), (4, "bx41", 20))}
 ERROR_CODES = {401: "unauthorized", 404: "not_found", 409: "conflict", 423: "locked",
                429: "rate_limit_exceeded", 500: "server_error", 501: "not_implemented", 502: "bad_gateway",
                503: "unavailable", 504: "timeout"}
@@ -93,6 +106,8 @@ class HetznerFake(FakeApi):
             self.actions: dict[int, dict] = {}
             self._pending: dict[int, list] = {}      # action id -> [polls left, change to apply]
             self._action_errors: list[tuple[str, str]] = []
+            self._on_error: dict[int, Any] = {}     # action id -> what undoes its start when it fails
+            self.ssh_keys: dict[int, list[str]] = {}  # box id -> the public keys given at its order
             self._ids = itertools.count(9001)
             for box in copy.deepcopy(self.seed.get("storage_boxes", [])):
                 self.add_box(box)
@@ -107,14 +122,11 @@ class HetznerFake(FakeApi):
         username = seed.get("username") or f"u{100000 + box_id}"
         box = {
             "id": box_id, "name": seed.get("name", f"box-{box_id}"), "username": username, "status": "active",
-            "server": f"{username}.your-storagebox.de", "system": "FSN1-BX123", "created": utc_now(),
+            "server": f"{username}.your-storagebox.de", "system": f"{seed.get('location', 'fsn1').upper()}-BX123",
+            "created": utc_now(),
             "labels": seed.get("labels", {}), "protection": {"delete": False},
-            "location": {"id": 1, "name": "fsn1", "description": "Falkenstein DC Park 1", "country": "DE",
-                         "city": "Falkenstein", "latitude": 50.47612, "longitude": 12.370071,
-                         "network_zone": "eu-central"},
-            "storage_box_type": {"id": 1, "name": "bx11", "description": "BX11", "size": 1099511627776,
-                                 "snapshot_limit": 10, "automatic_snapshot_limit": 10, "subaccounts_limit": 100,
-                                 "prices": [], "deprecation": None},
+            "location": copy.deepcopy(LOCATIONS[seed.get("location", "fsn1")]),
+            "storage_box_type": copy.deepcopy(BOX_TYPES[seed.get("storage_box_type", "bx11")]),
             "stats": {"size": 0, "size_data": 0, "size_snapshots": 0},
             "access_settings": dict(dict.fromkeys(BOX_ACCESS, False), **seed.get("access_settings", {})),
             "snapshot_plan": None,
@@ -154,9 +166,11 @@ class HetznerFake(FakeApi):
     # -- routes ------------------------------------------------------------------------------
     ROUTES = [
         ("GET", r"/storage_boxes", "list_boxes"),
+        ("POST", r"/storage_boxes", "create_box"),
         ("GET", r"/storage_boxes/actions/(\d+)", "get_action"),
         ("GET", r"/storage_boxes/(\d+)", "get_box"),
         ("PUT", r"/storage_boxes/(\d+)", "replace_box"),
+        ("DELETE", r"/storage_boxes/(\d+)", "delete_box"),
         ("POST", r"/storage_boxes/(\d+)/actions/(\w+)", "box_action"),
         ("GET", r"/storage_boxes/(\d+)/subaccounts", "list_subaccounts"),
         ("POST", r"/storage_boxes/(\d+)/subaccounts", "create_subaccount"),
@@ -199,6 +213,48 @@ class HetznerFake(FakeApi):
         box = self._box(box_id)
         box.update({k: body[k] for k in ("name", "labels") if k in body})
         return 200, {"storage_box": copy.deepcopy(box)}
+
+    def create_box(self, query: dict, body: Any) -> tuple[int, Any]:
+        """An order: the box exists at once (``initializing``, no username or server yet) and becomes ``active``
+        when its ``create`` action finishes; an action that fails takes the box away again."""
+        self._check_password(body["password"])
+        for field, known in (("location", LOCATIONS), ("storage_box_type", BOX_TYPES)):
+            if body[field] not in known:  # the spec takes any string; the real API refuses an unknown name
+                raise Reject(400, f"{field} {body[field]!r} not found", "invalid_input", {field: "not found"})
+        if any(b["name"] == body["name"] for b in self.boxes.values()):
+            raise Reject(409, f"a Storage Box named {body['name']!r} already exists", "uniqueness_error")
+        box_id = next(self._ids)
+        box = self.add_box({"id": box_id, "name": body["name"], "labels": body.get("labels", {}),
+                            "access_settings": body.get("access_settings", {}), "status": "initializing",
+                            "location": body["location"], "storage_box_type": body["storage_box_type"]})
+        ready = {k: box[k] for k in ("username", "server", "system")}
+        box.update(username=None, server=None, system=None)
+        self.passwords[("storage_box", box_id)] = body["password"]
+        self.ssh_keys[box_id] = list(body.get("ssh_keys", []))
+        answer = copy.deepcopy(box)
+
+        def change() -> None:
+            box.update(ready, status="active")
+
+        def undo() -> None:
+            self.boxes.pop(box_id, None)
+        action = self._start_action("create", [(box_id, "storage_box")], change)
+        if action["status"] == "running":
+            self._on_error[action["id"]] = undo
+        elif action["status"] == "error":
+            undo()
+        return 201, {"storage_box": answer, "action": action}
+
+    def delete_box(self, box_id: int, query: dict, body: Any) -> tuple[int, Any]:
+        box = self._box(box_id)
+        if box["protection"]["delete"]:
+            raise Reject(403, "Storage Box is protected against deletion", "protected")
+
+        def change() -> None:
+            self.boxes.pop(box_id, None)
+            for sub_id in [s for s, sub in self.subaccounts.items() if sub["storage_box"] == box_id]:
+                del self.subaccounts[sub_id]
+        return 201, {"action": self._start_action("delete", [(box_id, "storage_box")], change)}
 
     def box_action(self, box_id: int, command: str, query: dict, body: Any) -> tuple[int, Any]:
         box, body = self._box(box_id), body or {}
@@ -293,6 +349,7 @@ class HetznerFake(FakeApi):
         if self._action_errors:
             code, message = self._action_errors.pop(0)
             action.update(status="error", error={"code": code, "message": message})
+            self._on_error.pop(action["id"], lambda: None)()
         else:
             change()
             action["status"] = "success"

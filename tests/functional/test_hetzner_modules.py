@@ -21,7 +21,8 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 TOKEN = "Integration-Token-Secret-0042"
 PASSWORD = "Immich-Photos-2026"
 NEW_PASSWORD = "Rotated§Secret-2027"
-SECRETS = (TOKEN, PASSWORD, NEW_PASSWORD)
+ORDER_PASSWORD = "Ordered-Box-Secret-77"
+SECRETS = (TOKEN, PASSWORD, NEW_PASSWORD, ORDER_PASSWORD)
 SEED = {"storage_boxes": [{"id": 1, "name": "photos", "access_settings": {"samba_enabled": True}}]}
 
 BOX = {
@@ -96,6 +97,56 @@ def test_storagebox_configure_rerun_check_and_diff(tmp_path, fake):
     assert fake.writes == [], "check mode must not write"
     assert result["diff"]["after"]["snapshot_plan"] is None
     assert fake.boxes[1]["snapshot_plan"] is not None
+    play.assert_no_secrets()
+
+
+ORDER = {"name": "archive", "storage_box_type": "BX11", "location": "nbg1", "password": ORDER_PASSWORD,
+         "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFunctionalTestKey000000000000000000000000 immich@host"],
+         "labels": {"app": "immich"}, "delete_protection": True, "access_settings": {"ssh_enabled": True},
+         "snapshot_plan": {"max_snapshots": 7, "minute": 15, "hour": 2}}
+
+
+def test_storagebox_order_rerun_conflict_and_guarded_delete(tmp_path, fake):
+    play = Playbook(tmp_path, fake)
+    result, changed = play.run("storagebox", ORDER, "--check", "--diff")
+    assert changed == 1 and fake.writes == [], "check mode orders nothing"
+    assert [b["name"] for b in fake.boxes.values()] == ["photos"]
+    assert result["diff"]["after"]["password"] == "********" and result["storagebox"]["id"] is None
+
+    fake.action_polls = 2  # the order's action keeps running for a while: the module must wait for it
+    result, changed = play.run("storagebox", ORDER, "--diff")
+    assert changed == 1
+    [box] = [b for b in fake.boxes.values() if b["name"] == "archive"]
+    assert result["storagebox"]["id"] == box["id"] and result["storagebox"]["status"] == "active"
+    assert box["storage_box_type"]["name"] == "bx11" and box["location"]["name"] == "nbg1"
+    assert box["protection"] == {"delete": True} and box["labels"] == {"app": "immich"}
+    assert box["access_settings"]["ssh_enabled"] is True and box["snapshot_plan"]["hour"] == 2
+    assert fake.passwords[("storage_box", box["id"])] == ORDER_PASSWORD
+    assert fake.ssh_keys[box["id"]] == ORDER["ssh_keys"]
+    assert [e["method"] + " " + e["path"] for e in fake.writes] == [
+        "POST /v1/storage_boxes", f"POST /v1/storage_boxes/{box['id']}/actions/change_protection",
+        f"POST /v1/storage_boxes/{box['id']}/actions/enable_snapshot_plan"]
+
+    fake.clear_log()
+    _, changed = play.run("storagebox", ORDER, "--diff")
+    assert changed == 0 and fake.writes == [], "a second run finds the box by name"
+    result, _ = play.run("storagebox", dict(ORDER, location="fsn1"), fails=True)
+    assert result["msg"].startswith("Storage Box 'archive' (ID ") and "location nbg1, not fsn1" in result["msg"]
+
+    absent = {"name": "archive", "state": "absent", "confirm_name": "archive"}
+    result, _ = play.run("storagebox", dict(absent, confirm_name="photos"), fails=True)
+    assert result["msg"].startswith("confirm_name must repeat the name of the Storage Box, 'archive'")
+    result, _ = play.run("storagebox", absent, fails=True)
+    assert "is protected against deletion" in result["msg"]
+    assert fake.writes == [] and box["id"] in fake.boxes, "a refused delete changes nothing"
+
+    play.run("storagebox", {"name": "archive", "delete_protection": False})
+    _, changed = play.run("storagebox", absent, "--check")
+    assert changed == 1 and box["id"] in fake.boxes
+    _, changed = play.run("storagebox", absent, "--diff")
+    assert changed == 1 and box["id"] not in fake.boxes and 1 in fake.boxes
+    _, changed = play.run("storagebox", absent)
+    assert changed == 0
     play.assert_no_secrets()
 
 
@@ -175,7 +226,11 @@ def test_fake_records_contract_violations():
         assert missing_password.json()["error"]["code"] == "invalid_input"
         bad_id = requests.get(f"{fake.url}/storage_boxes/abc", headers=auth, timeout=10)
         assert bad_id.status_code == 400
-        assert len(fake.violations) == 2 and "'password' is a required property" in fake.violations[0]
+        order = {"name": "x", "location": "fsn1", "password": "Valid-Passw0rd!"}
+        no_type = requests.post(f"{fake.url}/storage_boxes", json=order, headers=auth, timeout=10)
+        assert no_type.status_code == 400 and not fake.boxes.keys() - {1}
+        assert len(fake.violations) == 3 and "'password' is a required property" in fake.violations[0]
+        assert "'storage_box_type' is a required property" in fake.violations[2]
 
 
 def test_fake_runs_from_the_command_line(tmp_path):

@@ -159,10 +159,11 @@ class Double:
 
 @pytest.fixture
 def start_double(postgres, redis_pong, tmp_path):
-    """start_double(media=None, **env): the double on a fresh database and media directory."""
+    """start_double(media=None, config=None, **env): the double on a fresh database and media directory (config:
+    its IMMICH_CONFIG_FILE, default ML off)."""
     started: list[subprocess.Popen] = []
 
-    def start(media: Path | None = None, **env: str) -> Double:
+    def start(media: Path | None = None, config: dict | None = None, **env: str) -> Double:
         media = media or tmp_path / "media"
         media.mkdir(exist_ok=True)
         name = f"immich_{uuid.uuid4().hex[:12]}"
@@ -170,12 +171,12 @@ def start_double(postgres, redis_pong, tmp_path):
         with contextlib.closing(psycopg2.connect(**admin)) as connection:
             connection.autocommit = True
             connection.cursor().execute(f"CREATE DATABASE {name}")
-        config = tmp_path / "immich.json"
-        config.write_text(json.dumps({"machineLearning": {"enabled": False}}))
+        config_file = tmp_path / f"immich-{name}.json"
+        config_file.write_text(json.dumps(config or {"machineLearning": {"enabled": False}}))
         port = free_port()
         settings = {
             "IMMICH_MEDIA_LOCATION": str(media),
-            "IMMICH_CONFIG_FILE": str(config),
+            "IMMICH_CONFIG_FILE": str(config_file),
             "IMMICH_HOST": "127.0.0.1",
             "IMMICH_PORT": str(port),
             "DB_HOSTNAME": "127.0.0.1",
@@ -416,6 +417,26 @@ def test_logout_ends_the_session_and_keeps_the_api_key(start_double):
     assert requests.get(f"{double.url}/api/users/me", headers={"x-api-key": key}, timeout=10).status_code == 200
 
 
+def test_an_api_key_deleted_stops_working_and_a_second_delete_is_refused(start_double):
+    """The immich role replaces the ML router's key this way: DELETE /api/api-keys/{id} (204), then 400."""
+    double = start_double()
+    double.admin_key()
+    token = requests.post(f"{double.url}/api/auth/login", json=ADMIN, timeout=10).json()["accessToken"]
+    session = {"Authorization": f"Bearer {token}"}
+    made = requests.post(f"{double.url}/api/api-keys", json={"name": "router", "permissions": ["queue.read"]},
+                         headers=session, timeout=10).json()
+    router_key = {"x-api-key": made["secret"]}
+    assert requests.get(f"{double.url}/api/queues", headers=router_key, timeout=10).status_code == 200
+    url = f"{double.url}/api/api-keys/{made['apiKey']['id']}"
+    assert requests.delete(url, headers=session, timeout=10).status_code == 204
+    assert requests.get(f"{double.url}/api/queues", headers=router_key, timeout=10).status_code == 401
+    assert requests.delete(url, headers=session, timeout=10).status_code == 400
+    assert requests.delete(f"{double.url}/api/api-keys/not-a-uuid", headers=session, timeout=10).status_code == 400
+    assert requests.delete(url, timeout=10).status_code == 401
+    # The admin's own key is untouched.
+    assert requests.get(f"{double.url}/api/users/me", headers={"x-api-key": double.key}, timeout=10).status_code == 200
+
+
 def test_a_dropped_database_connection_fails_one_request_and_the_next_connects_again(start_double):
     """The fault step's postgres-kill: Immich's pool drops a dead connection and connects again. The double kept its
     one connection forever and answered every later request with an error until it was restarted."""
@@ -579,5 +600,324 @@ def test_failed_login_logs_immichs_line_with_the_client_address_express_would_co
     # A correct login logs no warning; a generated correlation id is 8 base-36 characters.
     assert requests.post(f"{double.url}/api/auth/login", json=ADMIN, timeout=10).status_code == 201
     failed_login(double.url, "127.0.0.1")
-    ids = [match.group(1) for text in log_lines(double, "Failed login attempt") if (match := line.fullmatch(text))]
+
+    def three_lines() -> list[str] | None:  # the third line may reach the log after the answer (docker's pipe)
+        ids = [match.group(1) for text in log_lines(double, "Failed login attempt") if (match := line.fullmatch(text))]
+        return ids if len(ids) >= 3 else None
+
+    ids = wait_until(three_lines, "the third failed-login line", timeout=10)
     assert len(ids) == 3 and re.fullmatch(r"[0-9a-z]{8}", ids[-1]), ids
+
+
+# -- Machine learning: availability checks, URL order, the ML job queues (Immich v3) ---------------------------------
+# The ML servers are tests/lab/ml_worker in its --local mode (Immich's CPU container stand-in), in this process;
+# its /_lab faults (ping_status, predict_status) make one unhealthy or failing.
+
+WORKER = REPO / "tests" / "lab" / "ml_worker" / "ml_worker.py"
+ML_QUEUES = ("smartSearch", "faceDetection", "ocr")
+
+
+def load_worker():
+    spec = importlib.util.spec_from_file_location("ml_worker", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class MlServer:
+    def __init__(self, server) -> None:
+        self.server = server
+        self.url = f"http://127.0.0.1:{server.server_address[1]}/"
+
+    def fault(self, **settings: int) -> None:
+        self.server.edge.configure(**settings)
+
+    def stats(self) -> dict:
+        return self.server.edge.snapshot()
+
+
+@pytest.fixture
+def ml_server():
+    """ml_server(**faults): an Immich ML stand-in (ml_worker.py --local) on a free port."""
+    worker = load_worker()
+    servers = []
+
+    def start(**faults: int) -> MlServer:
+        args = worker.argparse.Namespace(host="127.0.0.1", port=0, local=True, cold_start=0.0, max_wait=120.0,
+                                         idle_timeout=0.0, expect_host=None, quiet=True, tls_cert=None, tls_key=None)
+        server = worker.make_server(args, "")
+        server.edge.configure(**faults)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return MlServer(server)
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def ml_config(*servers: MlServer, checks: bool = True, interval_ms: int = 60000, **features: bool) -> dict:
+    ml = {"enabled": True, "urls": [server.url for server in servers],
+          "availabilityChecks": {"enabled": checks, "timeout": 2000, "interval": interval_ms}}
+    for feature, enabled in features.items():
+        ml[feature] = {"enabled": enabled}
+    return {"machineLearning": ml}
+
+
+def api(double: Double, method: str, path: str, body: dict | None = None, key: str | None = None):
+    return requests.request(method, f"{double.url}{path}", json=body, timeout=30,
+                            headers={"x-api-key": key if key is not None else double.key})
+
+
+def queues(double: Double) -> dict[str, dict]:
+    answer = api(double, "GET", "/api/queues")
+    assert answer.status_code == 200, answer.text
+    return {queue["name"]: queue for queue in answer.json()}
+
+
+def wait_until(condition, what: str, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def wait_for_jobs(double: Double, done: dict[str, int]) -> dict[str, dict]:
+    """Until each named queue has nothing waiting or active and `done` jobs completed + failed."""
+    def settled():
+        found = queues(double)
+        for name, count in done.items():
+            stats = found[name]["statistics"]
+            if stats["waiting"] or stats["active"] or stats["completed"] + stats["failed"] != count:
+                return None
+        return found
+    return wait_until(settled, f"jobs {done}")
+
+
+def wait_for_health(double: Double, expected: list[bool]) -> None:
+    def matches():
+        state = requests.get(f"{double.url}/_double/ml/health", timeout=10).json()
+        return [url["healthy"] for url in state["urls"]] == expected
+    wait_until(matches, f"health {expected}")
+
+
+def upload_photos(double: Double, count: int) -> list[str]:
+    ids = []
+    for number in range(count):
+        answer = upload(double, DATES, f"photo-{number}.jpg", os.urandom(2048))
+        assert answer.status_code == 201, answer.text
+        ids.append(answer.json()["id"])
+    return ids
+
+
+def embeddings(double: Double) -> dict:
+    return requests.get(f"{double.url}/_double/ml/embeddings", timeout=10).json()
+
+
+def smart_search(double: Double, query: str) -> requests.Response:
+    return api(double, "POST", "/api/search/smart", {"query": query})
+
+
+def test_an_unhealthy_first_url_sends_every_predict_and_the_text_search_to_the_second(start_double, ml_server):
+    """The router's idle mode: the gateway's /ping answers 503, Immich uses the CPU container (second URL)."""
+    gateway, cpu = ml_server(ping_status=503), ml_server()
+    double = start_double(config=ml_config(gateway, cpu))
+    double.admin_key()
+    wait_for_health(double, [False, True])
+    ids = upload_photos(double, 2)
+    wait_for_jobs(double, dict.fromkeys(ML_QUEUES, 2))
+    assert search_answer_is_empty(smart_search(double, "a dog on a beach"))
+    assert gateway.stats()["predicts"] == 0 and gateway.stats()["pings"] >= 1
+    assert cpu.stats()["predicts_by_task"] == {"clip.visual": 2, "facial-recognition": 2, "ocr": 2,
+                                               "clip.textual": 1}
+    found = embeddings(double)
+    assert found["assets"] == {asset: dict.fromkeys(ML_QUEUES, cpu.url) for asset in ids}
+    assert found["missing"] == dict.fromkeys(ML_QUEUES, 0)
+
+
+def search_answer_is_empty(answer: requests.Response) -> bool:
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["assets"] == {"total": 0, "count": 0, "items": [], "facets": [], "nextPage": None, "nextCursor": None}
+    assert body["albums"] == {"total": 0, "count": 0, "items": [], "facets": []}
+    return True
+
+
+def test_both_urls_healthy_send_everything_to_the_first(start_double, ml_server):
+    """The router's burst mode: the gateway's /ping answers 200, Immich sends everything to RunPod (first URL)."""
+    gateway, cpu = ml_server(), ml_server()
+    double = start_double(config=ml_config(gateway, cpu))
+    double.admin_key()
+    wait_for_health(double, [True, True])
+    ids = upload_photos(double, 2)
+    wait_for_jobs(double, dict.fromkeys(ML_QUEUES, 2))
+    assert search_answer_is_empty(smart_search(double, "mountains"))
+    assert gateway.stats()["predicts"] == 7 and cpu.stats()["predicts"] == 0
+    assert embeddings(double)["assets"] == {asset: dict.fromkeys(ML_QUEUES, gateway.url) for asset in ids}
+    # The e2e test's contract: an attempt names the URL, its status and whether the answer had the embedding.
+    attempts = requests.get(f"{double.url}/_double/ml", timeout=10).json()
+    assert any(a["url"] == gateway.url and a["status"] == 200 and a["embedding"] for a in attempts), attempts
+
+
+def test_a_healthy_url_failing_predict_falls_through_to_the_next_and_is_marked_unhealthy(start_double, ml_server):
+    """RunPod answering 400 (no worker within 2 minutes) while its /ping says healthy: the job is not lost, the CPU
+    container answers it; the failed URL counts as unhealthy until its next availability check."""
+    gateway, cpu = ml_server(predict_status=400), ml_server()
+    double = start_double(config=ml_config(gateway, cpu, clip=True, facialRecognition=False, ocr=False))
+    double.admin_key()
+    wait_for_health(double, [True, True])
+    ids = upload_photos(double, 1)
+    wait_for_jobs(double, {"smartSearch": 1})
+    assert queues(double)["smartSearch"]["statistics"]["failed"] == 0
+    attempts = requests.get(f"{double.url}/_double/ml", timeout=10).json()
+    assert [(a["url"], a["status"]) for a in attempts] == [(gateway.url, 400), (cpu.url, 200)]
+    wait_for_health(double, [False, True])
+    upload_photos(double, 1)
+    wait_for_jobs(double, {"smartSearch": 2})
+    assert gateway.stats()["predicts"] == 1 and cpu.stats()["predicts"] == 2  # the unhealthy one is tried last
+    assert embeddings(double)["assets"][ids[0]] == {"smartSearch": cpu.url}
+    assert queues(double)["faceDetection"]["statistics"]["completed"] == 0  # disabled features queue nothing
+
+
+def test_availability_checks_disabled_ping_nothing_and_keep_the_config_order(start_double, ml_server):
+    gateway, cpu = ml_server(ping_status=503), ml_server()
+    double = start_double(config=ml_config(gateway, cpu, checks=False, facialRecognition=False, ocr=False))
+    double.admin_key()
+    upload_photos(double, 2)
+    wait_for_jobs(double, {"smartSearch": 2})
+    assert gateway.stats()["predicts"] == 2 and cpu.stats()["predicts"] == 0
+    assert gateway.stats()["pings"] == 0 and cpu.stats()["pings"] == 0
+    health = requests.get(f"{double.url}/_double/ml/health", timeout=10).json()
+    assert health["availabilityChecks"] is False and [url["pings"] for url in health["urls"]] == [0, 0]
+    # Without checks every URL counts as healthy, whatever the last predict did: a failing first URL is still
+    # tried first by every job (with checks on, its failure would send the next jobs to the second URL first).
+    gateway.fault(predict_status=500)
+    upload_photos(double, 3)
+    wait_for_jobs(double, {"smartSearch": 5})
+    assert gateway.stats()["predicts"] == 2 + 3 and cpu.stats()["predicts"] == 3
+
+
+def test_availability_checks_repeat_every_interval_and_follow_the_ping(start_double, ml_server):
+    gateway, cpu = ml_server(ping_status=503), ml_server()
+    double = start_double(config=ml_config(gateway, cpu, interval_ms=300))
+    double.admin_key()
+    wait_for_health(double, [False, True])
+    gateway.fault(ping_status=0)  # the router switches to burst
+    wait_for_health(double, [True, True])
+    assert gateway.stats()["pings"] >= 2
+
+
+def test_queues_list_pause_resume_and_the_counters(start_double, ml_server):
+    cpu = ml_server()
+    double = start_double(config=ml_config(cpu))
+    double.admin_key()
+    listed = queues(double)
+    assert set(ML_QUEUES) <= set(listed) and len(listed) == 19
+    assert listed["smartSearch"] == {"name": "smartSearch", "isPaused": False, "statistics": {
+        "active": 0, "completed": 0, "failed": 0, "delayed": 0, "waiting": 0, "paused": 0}}
+    paused = api(double, "PUT", "/api/queues/smartSearch", {"isPaused": True})
+    assert (paused.status_code, paused.json()["isPaused"]) == (200, True)
+    upload_photos(double, 3)
+    wait_for_jobs(double, {"faceDetection": 3, "ocr": 3})
+    one = api(double, "GET", "/api/queues/smartSearch").json()
+    assert one["isPaused"] is True
+    assert one["statistics"] == {"active": 0, "completed": 0, "failed": 0, "delayed": 0, "waiting": 0, "paused": 3}
+    # A "missing" run while paused queues no second job for an asset that already waits.
+    legacy = api(double, "PUT", "/api/jobs/smartSearch", {"command": "start", "force": False})
+    assert legacy.status_code == 200, legacy.text
+    assert legacy.json() == {"jobCounts": one["statistics"], "queueStatus": {"isActive": False, "isPaused": True}}
+    time.sleep(0.5)
+    assert cpu.stats()["predicts_by_task"].get("clip.visual", 0) == 0  # a paused queue starts no job
+    resumed = api(double, "PUT", "/api/queues/smartSearch", {"isPaused": False})
+    assert (resumed.status_code, resumed.json()["isPaused"]) == (200, False)
+    done = wait_for_jobs(double, {"smartSearch": 3})
+    assert done["smartSearch"]["statistics"]["completed"] == 3
+    assert cpu.stats()["predicts_by_task"]["clip.visual"] == 3
+
+
+def test_queue_api_refuses_bad_names_bodies_and_non_admins(start_double):
+    double = start_double()
+    double.admin_key()
+    assert api(double, "GET", "/api/queues/noSuchQueue").status_code == 400
+    assert api(double, "PUT", "/api/queues/noSuchQueue", {"isPaused": True}).status_code == 400
+    assert api(double, "PUT", "/api/queues/ocr", {"isPaused": "yes"}).status_code == 400
+    assert api(double, "PUT", "/api/jobs/ocr", {"command": "go"}).status_code == 400
+    assert api(double, "PUT", "/api/jobs/ocr", {"command": "start", "force": "no"}).status_code == 400
+    assert api(double, "PUT", "/api/jobs/ocr", [1]).status_code == 400  # not a JSON object
+    assert api(double, "PUT", "/api/jobs/backgroundTask", {"command": "start"}).status_code == 400  # no "queue all"
+    assert api(double, "PUT", "/api/queues/backgroundTask", {"isPaused": True}).status_code == 400
+    assert api(double, "GET", "/api/queues", key="wrong").status_code == 401
+    # A user who is no admin (the double has no user-creation API: straight into its tables).
+    user, secret = str(uuid.uuid4()), "non-admin-key"
+    with contextlib.closing(psycopg2.connect(**double.db)) as connection, connection.cursor() as cursor:
+        connection.autocommit = True
+        cursor.execute("INSERT INTO users (id, email, name, password_sha256, is_admin) VALUES (%s, 'u@x.test', 'U',"
+                       " 'x', false)", (user,))
+        cursor.execute("INSERT INTO tokens (token, user_id, kind, id) VALUES (%s, %s, 'api-key', %s)",
+                       (hashlib.sha256(secret.encode()).hexdigest(), user, str(uuid.uuid4())))
+    assert api(double, "GET", "/api/users/me", key=secret).status_code == 200
+    assert api(double, "GET", "/api/queues", key=secret).status_code == 403
+    assert api(double, "GET", "/api/queues/ocr", key=secret).status_code == 403
+    assert api(double, "PUT", "/api/queues/ocr", {"isPaused": True}, key=secret).status_code == 403
+    assert api(double, "PUT", "/api/jobs/ocr", {"command": "start"}, key=secret).status_code == 403
+    assert api(double, "GET", "/api/queues/ocr").json()["isPaused"] is False
+    # ML off: a smart search is refused, as Immich does.
+    assert smart_search(double, "x").status_code == 400
+
+
+def test_a_failed_job_is_not_retried_and_the_missing_run_redoes_only_the_assets_without_a_result(
+        start_double, ml_server):
+    cpu = ml_server(predict_status=500)
+    double = start_double(config=ml_config(cpu, facialRecognition=False))
+    double.admin_key()
+    failed = upload_photos(double, 2)
+    done = wait_for_jobs(double, {"smartSearch": 2, "ocr": 2})
+    assert done["smartSearch"]["statistics"]["failed"] == 2 and done["ocr"]["statistics"]["failed"] == 2
+    time.sleep(1)
+    assert cpu.stats()["predicts"] == 4  # one attempt per job: none retried
+    assert embeddings(double)["missing"] == {"smartSearch": 2, "ocr": 2}
+    cpu.fault(predict_status=0)
+    good = upload_photos(double, 1)
+    wait_for_jobs(double, {"smartSearch": 3, "ocr": 3})
+    assert cpu.stats()["predicts_by_task"] == {"clip.visual": 1, "ocr": 1}
+
+    legacy = api(double, "PUT", "/api/jobs/smartSearch", {"command": "start", "force": False})
+    assert legacy.status_code == 200, legacy.text
+    wait_for_jobs(double, {"smartSearch": 5})
+    assert cpu.stats()["predicts_by_task"] == {"clip.visual": 3, "ocr": 1}  # the two missing, not the third
+    found = embeddings(double)
+    assert set(found["assets"]) == {*failed, *good}
+    assert all(found["assets"][asset] == {"smartSearch": cpu.url} for asset in failed)
+    assert found["missing"] == {"smartSearch": 0, "ocr": 2}  # the ocr queue was not asked
+    forced = api(double, "PUT", "/api/jobs/smartSearch", {"command": "start", "force": True})
+    assert forced.status_code == 200
+    wait_for_jobs(double, {"smartSearch": 8})
+    assert cpu.stats()["predicts_by_task"]["clip.visual"] == 6  # force: every asset again
+
+
+def test_all_urls_failing_fails_the_job_and_the_search(start_double, ml_server):
+    gateway, cpu = ml_server(predict_status=503), ml_server(predict_status=500)
+    double = start_double(config=ml_config(gateway, cpu, facialRecognition=False, ocr=False))
+    double.admin_key()
+    upload_photos(double, 1)
+    done = wait_for_jobs(double, {"smartSearch": 1})
+    assert done["smartSearch"]["statistics"]["failed"] == 1
+    assert smart_search(double, "anything").status_code == 500
+    assert gateway.stats()["predicts"] == 2 and cpu.stats()["predicts"] == 2
+    assert "failed for all URLs" in double.log.read_text()
+
+
+def test_a_start_while_the_queue_has_an_active_job_is_refused():
+    """QueueService.start: "Job is already running" (400) while a job of that queue is active; the router's missing
+    run must come after the queue drained."""
+    double = load_double()
+    jobs = double.JobQueues(type("Api", (), {"config": {}})())
+    jobs.queues["smartSearch"].active.append(str(uuid.uuid4()))
+    with pytest.raises(double.BadRequest, match="Job is already running"):
+        jobs.command("smartSearch", "start", False)
+    jobs.command("ocr", "pause", False)
+    assert jobs.dto("ocr")["isPaused"] is True

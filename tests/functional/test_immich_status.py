@@ -182,3 +182,42 @@ def test_a_bad_configuration_exits_2_with_a_message(status, changes):
     code, lines, stderr = status(**changes)
     assert code == 2 and not lines
     assert "selfhost-immich-status:" in stderr
+
+
+def router_state(tmp_path: Path, **fields) -> str:
+    import time
+
+    now = time.time()
+    state = {"mode": "idle", "since": now - 3600, "observed_at": now - 20, "backlog": 3, "pending": [],
+             "immich_error": "", **fields}
+    path = tmp_path / "ml-router.json"
+    path.write_text(json.dumps(state))
+    return str(path)
+
+
+def test_no_router_line_without_the_router(status):
+    _, lines, _ = status()
+    assert "router" not in lines
+
+
+def test_the_router_line_reports_mode_and_backlog(status, tmp_path):
+    code, lines, _ = status(ml_router_state=router_state(tmp_path, mode="burst", backlog=312))
+    assert (code, state(lines["router"])) == (0, "ok"), lines["router"]
+    assert "burst since " in lines["router"] and "backlog 312 ML jobs" in lines["router"]
+    assert "decided 20 s ago" in lines["router"]
+
+
+@pytest.mark.parametrize(("fields", "detail"), [
+    ({"observed_at": None}, "last decision never"),
+    ({"observed_at": 1}, "last decision"),
+    ({"immich_error": "immich: GET /api/queues -> HTTP 401"},
+     "Immich unreachable: immich: GET /api/queues -> HTTP 401"),
+])
+def test_a_router_that_stopped_deciding_or_cannot_reach_immich_is_down(status, tmp_path, fields, detail):
+    code, lines, _ = status(ml_router_state=router_state(tmp_path, **fields))
+    assert (code, state(lines["router"])) == (1, "DOWN") and detail in lines["router"], lines["router"]
+
+
+def test_a_router_without_state_is_down(status, tmp_path):
+    code, lines, _ = status(ml_router_state=str(tmp_path / "none.json"))
+    assert (code, state(lines["router"])) == (1, "DOWN") and "no decision yet" in lines["router"]

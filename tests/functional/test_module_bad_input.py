@@ -54,7 +54,12 @@ CORPUS = {
         ({"snapshot_plan": {"max_snapshots": 7, "minute": 0, "hour": 2, "day_of_week": 8}},
          "snapshot_plan.day_of_week"),
         ({"api_url": "http://203.0.113.7:18091/v1"}, "api_url"),  # plain http off this machine: token in clear
-        ({"api_url": "http://localhost.example.com/v1"}, "api_url")],
+        ({"api_url": "http://localhost.example.com/v1"}, "api_url"),
+        ({"storage_box_type": "bx 11"}, "storage_box_type"), ({"location": "fsn1\n"}, "location"),
+        ({"password": MARKER + "short"}, "password"), ({"password": MARKER + "NoSpecialChar"}, "password"),
+        ({"ssh_keys": ["-----BEGIN OPENSSH PRIVATE KEY-----"]}, "ssh_keys[0]"),
+        ({"ssh_keys": ["ssh-ed25519 AAAA\nssh-rsa BBBB"]}, "ssh_keys[0]"),
+        ({"state": "absent"}, "confirm_name"), ({"state": "absent", "confirm_name": "photo"}, "confirm_name")],
     "storagebox_subaccount": CONNECTION + [
         ({"home_directory": ".."}, "home_directory"), ({"home_directory": "../"}, "home_directory"),
         ({"home_directory": "a/../../b"}, "home_directory"), ({"home_directory": "/immich"}, "home_directory"),

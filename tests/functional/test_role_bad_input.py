@@ -64,6 +64,8 @@ IMMICH_ADMIN_PASSWORD = "SentinelAdminPass-77e1"
 IMMICH_OAUTH_SECRET = "SentinelOauthSecret-5c2e"
 IMMICH_BASE = {"immich_domain": "photos.example.org", "immich_admin_email": "admin@example.org",
                "immich_admin_password": IMMICH_ADMIN_PASSWORD}
+ML_ROUTER = {"immich_ml_router_enabled": True, "immich_ml_urls": ["http://172.30.0.1:3003/"],
+             "immich_local_ml_enabled": True}
 IMMICH_VALID = {
     "valid-overrides": {**IMMICH_BASE, "immich_db_password": IMMICH_DB_PASSWORD,
                         "immich_config_overrides": {"machineLearning": {"clip": {"modelName": "ViT-B-16__openai"}},
@@ -74,6 +76,8 @@ IMMICH_VALID = {
     "oauth-only": {**IMMICH_BASE, "immich_oauth_enabled": True, "immich_password_login_enabled": False,
                    "immich_oauth_issuer_url": "https://auth.example.org/application/o/immich/",
                    "immich_oauth_client_id": "immich", "immich_oauth_client_secret": IMMICH_OAUTH_SECRET},
+    "ml-router": {**IMMICH_BASE, **ML_ROUTER, "immich_ml_router_runpod_env_file": "/etc/selfhost-immich/g.env",
+                  "immich_ml_router_release_time": "23:59"},
     "fail2ban-tuned": {**IMMICH_BASE, "immich_fail2ban_maxretry": 3, "immich_fail2ban_findtime": 60,
                        "immich_fail2ban_bantime": 86400, "immich_fail2ban_ports": [443],
                        "immich_fail2ban_ignoreip": ["203.0.113.7", "198.51.100.0/24", "2001:db8::/32"]},
@@ -158,6 +162,24 @@ IMMICH_BAD = {
     "fail2ban-ignore-name": ({"immich_fail2ban_ignoreip": ["office.example.org"]}, "a list of IPv4/IPv6 addresses"),
     "fail2ban-ignore-two-in-one": ({"immich_fail2ban_ignoreip": ["203.0.113.7 0.0.0.0/0"]},
                                    "a list of IPv4/IPv6 addresses"),
+    # The ML cost router: it needs the gateway URL and the role's admin (its API key is made as the admin).
+    "ml-router-no-urls": ({"immich_ml_router_enabled": True}, "immich_ml_router_enabled needs the RunPod gateway"),
+    "ml-router-no-admin": ({"immich_ml_router_enabled": True, "immich_ml_urls": ["http://172.30.0.1:3003/"],
+                            "immich_admin_create": False}, "immich_ml_router_enabled needs"),
+    "ml-router-threshold-zero": ({**ML_ROUTER, "immich_ml_router_burst_threshold": 0},
+                                 "immich_ml_router_burst_threshold (0) must be a whole number >= 1"),
+    "ml-router-idle-timeout": ({**ML_ROUTER, "immich_ml_router_burst_idle_timeout": 3601},
+                               "immich_ml_router_burst_idle_timeout (3601)"),
+    "ml-router-release-time": ({**ML_ROUTER, "immich_ml_router_release_time": "25:00"},
+                               "immich_ml_router_release_time ('25:00') HH:MM"),
+    "ml-router-release-days": ({**ML_ROUTER, "immich_ml_router_release_within_days": 0},
+                               "immich_ml_router_release_within_days (0) 1-30 days"),
+    "ml-router-release-newline": ({**ML_ROUTER, "immich_ml_router_release_time": "03:00\n"},
+                                  "immich_ml_router_release_time"),
+    "ml-router-entrypoint": ({**ML_ROUTER, "immich_ml_router_gateway_entrypoint": "runpod ml"},
+                             "a Traefik entrypoint name"),
+    "ml-router-env-relative": ({**ML_ROUTER, "immich_ml_router_runpod_env_file": "guard.env"},
+                               "immich_ml_router_runpod_env_file ('guard.env') an absolute path or empty"),
     "fail2ban-ignore-newline": ({"immich_fail2ban_ignoreip": ["203.0.113.7\nenabled = false"]},
                                 "a list of IPv4/IPv6 addresses"),
     "fail2ban-not-bool": ({"immich_fail2ban_enabled": "maybe"}, "immich_fail2ban_enabled"),

@@ -249,6 +249,7 @@ ping_cmd="curl --cacert $root --resolve $domain:443:$server_ip https://$domain/a
 answer=$($ping_cmd --silent --show-error --fail) || fail "the ping from this machine failed: $ping_cmd"
 note "from this machine: $answer"
 note "the RunPod edge saw: $(docker exec immich-lab-runpod curl -sk https://127.0.0.1:8443/_lab/stats)"
+note "the ML cost router: $(docker exec "$server" selfhost-immich-ml-router --status | head -2 | tr -s ' ' | tr '\n' ';')"
 note "the Synology holds $(docker exec immich-lab-synology find /volume1/immich -type f | wc -l) files of the box's Immich folder"
 note "restic snapshots on the box: $(docker exec "$server" selfhost-restic snapshots --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')"
 

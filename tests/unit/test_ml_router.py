@@ -173,7 +173,7 @@ def test_decide_does_not_modify_its_input_state():
 
 
 def test_a_queue_paused_by_someone_else_is_left_alone_and_reported():
-    sim = Sim(cfg(local_ml=False, release_time="11:00"))
+    sim = Sim(cfg(local_ml=False, release_within_days=1, release_time="11:00"))
     sim.paused.add("ocr")  # paused by the admin before the router ever ran
     sim.tick(at(0), {"smartSearch": 5, "ocr": 400})
     assert sim.state["foreign_paused"] == ["ocr"]
@@ -264,7 +264,7 @@ def test_crash_after_the_mode_switch_runs_the_missing_jobs_next_run(tmp_path, ca
 
 
 def test_crash_after_a_pause_still_knows_the_queue_is_ours(tmp_path):
-    config = files_config(tmp_path, local_ml=False, release_time="23:00")
+    config = files_config(tmp_path, local_ml=False, release_within_days=1, release_time="23:00")
     immich = FakeImmich(queues_with({"smartSearch": 4}))
     immich.crash_on = ("set_paused", "faceDetection")
     with pytest.raises(KeyboardInterrupt):
@@ -278,7 +278,7 @@ def test_crash_after_a_pause_still_knows_the_queue_is_ours(tmp_path):
 
 
 def test_crash_after_a_resume_is_not_mistaken_for_a_hand_resume():
-    config = cfg(local_ml=False, release_time="11:00")
+    config = cfg(local_ml=False, release_within_days=1, release_time="11:00")
     sim = Sim(config)
     sim.tick(at(0), 7)
     assert sim.paused == set(ML)
@@ -340,7 +340,7 @@ def test_runpod_failing_is_retried_next_run_and_the_mode_stays_right(tmp_path, c
 def test_daily_release_pauses_releases_once_a_day_and_repauses():
     start = dt.datetime(2026, 12, 5, 0, 0, tzinfo=UTC)
     sim = Sim(cfg(local_ml=False, release_time="03:00", hold_seconds=300, runpod_endpoint_id="ep1",
-                  runpod_api_key_file="/k"))
+                  runpod_api_key_file="/k", release_within_days=1))
     assert kinds(sim.tick(start, 3)) == ["write mode idle"] + [f"pause queue {q}" for q in ML]
     for minute in range(1, 180):  # uploads trickle in; nothing runs before 03:00
         sim.tick(at(minute, start), 3 + minute // 10)
@@ -367,6 +367,30 @@ def test_daily_release_pauses_releases_once_a_day_and_repauses():
     sim.tick(at(24 * 60 + 180, start), 30)
     assert sim.state["mode"] == "burst" and sim.state["released_on"] == "2026-12-06"
     assert sim.paused == set()
+
+
+def test_a_small_backlog_waits_for_the_threshold_or_at_most_release_within_days():
+    """The seed's trickle without local ML: a few jobs a day are not worth a cold start each; they are released
+    once they reach the burst threshold or on the release_within_days-th day of waiting, whichever comes first."""
+    start = dt.datetime(2026, 12, 5, 12, 0, tzinfo=UTC)  # the first photos arrive at noon on Dec 5
+    sim = Sim(cfg(local_ml=False, release_time="03:00", release_within_days=3, burst_threshold=50))
+    sim.tick(start, 9)
+    sim.tick(start.replace(day=6, hour=2, minute=59), 18)
+    sim.tick(start.replace(day=6, hour=3, minute=0), 18)  # Dec 6: the 2nd calendar day of waiting, 18 jobs
+    assert sim.state["mode"] == "idle"
+    assert "daily release at 03:00: backlog 18 below 50, waiting since 2026-12-05; released within 3 days" \
+        in sim.messages
+    sim.tick(start.replace(day=7, hour=2, minute=59), 27)
+    assert sim.state["mode"] == "idle"
+    sim.tick(start.replace(day=7, hour=3, minute=0), 27)
+    assert sim.state["mode"] == "burst"  # the 3rd calendar day: released though below the threshold
+    assert sim.state["backlog_since"] is None
+    # A backlog at the threshold is released at the next release time, whatever its age.
+    sim = Sim(cfg(local_ml=False, release_time="03:00", release_within_days=3, burst_threshold=50))
+    sim.tick(start, 60)
+    sim.tick(start.replace(day=6, hour=3, minute=0), 60)
+    assert sim.state["mode"] == "burst"
+    assert "mode idle -> burst: backlog 60 (daily release at 03:00)" in sim.messages
 
 
 def test_daily_release_with_nothing_queued_is_skipped_quietly():
@@ -561,6 +585,45 @@ def test_runpod_client_against_the_contract_fake(tmp_path):
         assert api.violations == [] and api.response_problems == []
 
 
+def env_file(tmp_path: Path, **settings: str) -> str:
+    path = tmp_path / "guard.env"
+    path.write_text("# Managed by selfhost.immich\n" + "".join(f"{k}={v}\n" for k, v in settings.items()))
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_runpod_client_from_the_guard_env_file(tmp_path):
+    """The role points the router at the workers guard's env file: URL, key and endpoint id come from there."""
+    with runpod_api.FakeRunpod(api_key=RUNPOD_KEY) as api:
+        api.endpoints["ep9"] = {"id": "ep9", "name": "immich-ml", "type": "LOAD_BALANCER", "image": "immich-ml:cuda",
+                                "args": "", "disk": 20, "ports": ["3003/http"], "env": {}, "registry": None,
+                                "gpu": {"pools": ["AMPERE_48"], "count": 1, "allowedCudaVersions": [],
+                                        "minCudaVersion": "12.2"},
+                                "workers": {"min": 0, "max": 2, "idleTimeout": 60},
+                                "scaling": {"type": "REQUEST_COUNT", "requestCount": 6}, "dataCenterIds": [],
+                                "networkVolumes": [], "timeout": 300000, "flashboot": "FLASHBOOT",
+                                "requestUrls": runpod_api._request_urls("ep9", "LOAD_BALANCER"),
+                                "createdAt": "2026-12-01T00:00:00Z"}
+        path = env_file(tmp_path, RUNPOD_API_URL=api.url, RUNPOD_API_ALLOW_HTTP="false", RUNPOD_ENDPOINT_ID="ep9",
+                        RUNPOD_WORKERS_MAX="2", RUNPOD_API_KEY=RUNPOD_KEY)
+        router.RunpodClient.from_env_file(path).set_idle_timeout(7)
+        assert api.endpoints["ep9"]["workers"]["idleTimeout"] == 7
+        assert [(e["method"], e["path"]) for e in api.log] == [("PATCH", "/v2/serverless/ep9")]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"RUNPOD_API_URL": "https://api.runpod.io/v2", "RUNPOD_ENDPOINT_ID": "ep1"}, "lack RUNPOD_API_KEY"),
+    ({"RUNPOD_API_URL": "https://api.runpod.io/v2", "RUNPOD_ENDPOINT_ID": "ep/1", "RUNPOD_API_KEY": RUNPOD_KEY},
+     "RUNPOD_ENDPOINT_ID in .* must be"),
+    ({"RUNPOD_API_URL": "http://api.example.com/v2", "RUNPOD_ENDPOINT_ID": "ep1", "RUNPOD_API_KEY": RUNPOD_KEY},
+     "plain http://"),
+])
+def test_runpod_env_file_errors_never_hold_the_key(tmp_path, settings, message):
+    with pytest.raises(router.RouterError, match=message) as error:
+        router.RunpodClient.from_env_file(env_file(tmp_path, **settings))
+    assert RUNPOD_KEY not in str(error.value)
+
+
 def test_immich_unreachable_through_run_once(tmp_path, capsys):
     with recording_server(lambda m, p, b: (200, {})) as (url, _):
         pass  # the server is gone: its port refuses connections
@@ -595,6 +658,9 @@ def test_immich_http_error_names_status_not_key(tmp_path):
     ({"runpod_endpoint_id": "ep1", "runpod_api_key_file": "/k", "runpod_api_url": "http://api.example.com/v2"},
      "plain http://"),
     ({"local_ml": "false"}, "local_ml must be true or false"),
+    ({"release_within_days": 0}, "release_within_days must be between 1 and 30"),
+    ({"runpod_env_file": "/etc/g.env", "runpod_endpoint_id": "ep1"}, "runpod_env_file replaces"),
+    ({"runpod_env_file": "g.env"}, "runpod_env_file must be an absolute path"),
 ])
 def test_bad_config_is_refused(raw, message):
     with pytest.raises(router.RouterError, match=message):

@@ -260,8 +260,14 @@ def test_database_is_local_and_holds_the_asset(host, uploaded):
 
 
 def test_ml_call_reached_the_configured_url(host, uploaded):
-    attempts = json.loads(host.check_output("curl -sS http://127.0.0.1:2283/_double/ml"))
+    # ML runs in Immich's job queues after the upload answered: wait for the first attempt.
+    for _ in range(60):
+        attempts = json.loads(host.check_output("curl -sS http://127.0.0.1:2283/_double/ml"))
+        if attempts:
+            break
+        time.sleep(1)
     assert attempts and {attempt["url"] for attempt in attempts} == {"http://172.30.0.1:3003/"}
-    # The fake RunPod worker saw them: without the gateway they lack the bearer key and are refused.
+    # The fake RunPod worker saw them (pings and predicts): without the gateway they lack the bearer key and are
+    # refused.
     stats = json.loads(host.check_output("curl -sS http://172.30.0.1:3003/_lab/stats"))
-    assert stats["unauthorized"] >= 1 and stats["last_path"] == "/ping"
+    assert stats["unauthorized"] >= 1

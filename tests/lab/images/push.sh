@@ -16,7 +16,7 @@ for spec in "$@"; do
   args=(--quiet --network host -f images/Dockerfile --target "$target" -t "$reference")
   [[ -n $build_arg ]] && args+=(--build-arg "$build_arg")
   # The context as a tar with links followed: immich_double/config_keys.json links to the immich role's file.
-  id=$(tar -ch -C "$context" images immich_double | docker build "${args[@]}" -)
+  id=$(tar -ch -C "$context" images immich_double ml_worker | docker build "${args[@]}" -)
   held=$(docker exec "$registry_container" skopeo inspect --raw --cert-dir /etc/docker/registry/ca \
     "docker://$reference" 2>/dev/null || true)
   held_id=$(python3 -c 'import json, sys

@@ -32,9 +32,19 @@ the ``immich`` role orchestrates, behaving as Immich v3 does (docs/decisions.md,
   that cannot be removed then (a dead mount) is removed by a retry every 10 s once it can;
 - **storage**: the original goes to ``<media>/upload/<userId>/<xx>/<yy>/<assetId>.<ext>``, a thumbnail
   (a small placeholder file, not an image) to ``<media>/thumbs/<userId>/<xx>/<yy>/<assetId>-thumbnail.webp``;
-- **machine learning**: for each asset it asks the ``machineLearning.urls`` in order (``GET /ping`` as the
-  availability check, then Immich's multipart ``POST /predict`` for the CLIP visual embedding) and uses the
-  first that answers, trying the next on failure. ``GET /_double/ml`` reports the attempts.
+- **machine learning** as Immich's MachineLearningRepository: with ``machineLearning.availabilityChecks`` on
+  (default; ``timeout`` 2000 ms, ``interval`` 30000 ms) a background thread pings ``<url>ping`` for every URL at
+  start and every interval (healthy = 2xx within the timeout); a predict tries the healthy URLs in config order,
+  then the others; a non-2xx or a network error tries the next (and marks that URL unhealthy, a success marks it
+  healthy); all failing fails the job. Checks off: all healthy, no pings. ``GET /_double/ml`` lists every predict
+  attempt, ``/_double/ml/health`` the URLs' health and ping counts, ``/_double/ml/embeddings`` per asset the queues
+  with a result and the URL that gave it;
+- **job queues** (in memory: lost when the double restarts, where Immich keeps them in Valkey): an upload queues
+  one job per ML queue (``smartSearch``, ``faceDetection``, ``ocr``; concurrency 2, 2, 1; only when that feature
+  is enabled), each a ``POST /predict`` with Immich's ``entries``; a failed job is not retried (BullMQ attempts 1).
+  ``GET /api/queues``, ``GET|PUT /api/queues/{name}`` (``{"isPaused"}``; a paused queue starts no job, uploads
+  still queue) and the legacy ``PUT /api/jobs/{name}`` (``{"command": "start", "force": false}`` = the "missing"
+  run), admin only; ``POST /api/search/smart`` asks the URLs for the query's CLIP textual embedding;
 - **client addresses** as express computes ``req.ip`` with Immich's ``trust proxy`` (``server/src/app.common.ts``:
   loopback + ``IMMICH_TRUSTED_PROXIES``, a comma list of IPs/CIDRs, default ``linklocal,uniquelocal``; an entry
   that is neither stops the start, as Immich's ``EnvDto`` does): the socket's peer, then the ``X-Forwarded-For``
@@ -69,6 +79,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import UTC, datetime
@@ -76,6 +87,7 @@ from email.parser import BytesHeaderParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urljoin
 
 import psycopg2
 import psycopg2.errors
@@ -85,6 +97,7 @@ MEDIA = Path(os.environ.get("IMMICH_MEDIA_LOCATION", "/data"))
 FOLDERS = ["upload", "library", "thumbs", "encoded-video", "profile", "backups"]
 KEYS_FILE = Path(__file__).with_name("config_keys.json")
 VERSION_FILE = Path("/etc/immich-double-version")
+DEFAULT_ML_URL = "http://immich-machine-learning:3003"  # Immich's IMMICH_MACHINE_LEARNING_URL default
 IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".heic", ".webp", ".gif", ".tif", ".tiff", ".dng"]
 VIDEO_TYPES = [".mp4", ".mov", ".webm"]
 ML_ATTEMPTS: list[dict] = []
@@ -274,6 +287,9 @@ ALTER TABLE assets ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFA
 ALTER TABLE assets ALTER COLUMN thumbnail_path SET DEFAULT '';
 -- Immich's UQ_assets_owner_checksum: the database, not a look-up before the write, decides a duplicate.
 CREATE UNIQUE INDEX IF NOT EXISTS assets_owner_checksum ON assets (owner_id, checksum);
+-- What Immich keeps per asset after an ML job (smart_search embedding, faces, OCR): here the URL that answered.
+CREATE TABLE IF NOT EXISTS ml_results (asset_id uuid NOT NULL, queue text NOT NULL, url text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (asset_id, queue));
 """
 
 
@@ -304,6 +320,7 @@ class Api:
     def __init__(self, db, config: dict, version: str) -> None:
         self.db, self.config, self.version = db, config, version
         self.lock = threading.Lock()
+        self.jobs = JobQueues(self)
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         """One statement. As Immich's connection pool does, a connection the database dropped (a restarted or killed
@@ -348,48 +365,291 @@ class Api:
             "clusterGroupId": "",
         }
 
-    def ml_urls(self) -> list[str]:
-        ml = self.config.get("machineLearning", {})
-        if ml.get("enabled", True) is False:
-            return []
-        return ml.get("urls") or [os.environ.get("IMMICH_MACHINE_LEARNING_URL", "http://immich-machine-learning:3003")]
 
-    def smart_search(self, asset_id: str, data: bytes) -> str | None:
-        """CLIP visual embedding from the first ML server that answers, then the next (Immich's loop)."""
-        model = self.config.get("machineLearning", {}).get("clip", {}).get("modelName", "ViT-B-32__openai")
-        entries = json.dumps({"clip": {"visual": {"modelName": model}}})
+# -- Machine learning: Immich's MachineLearningRepository and the three ML job queues ---------------------------------
+# The queues as @immich/sdk 3.2's QueueName lists them; only these three call ML (facialRecognition is DB-only).
+QUEUE_NAMES = (
+    "thumbnailGeneration", "metadataExtraction", "videoConversion", "faceDetection", "facialRecognition",
+    "smartSearch", "duplicateDetection", "backgroundTask", "storageTemplateMigration", "migration", "search",
+    "sidecar", "library", "notifications", "backupDatabase", "ocr", "workflow", "integrityCheck", "editor",
+)
+ML_CONCURRENCY = {"smartSearch": 2, "faceDetection": 2, "ocr": 1}  # Immich's default job concurrency
+ML_FEATURE = {"smartSearch": "clip", "faceDetection": "facialRecognition", "ocr": "ocr"}
+QUEUE_COMMANDS = ("start", "pause", "resume", "empty", "clear-failed")
+# The queues QueueService.start has a "queue all" job for; a start on any other is "Invalid job name" (400).
+STARTABLE = ("videoConversion", "storageTemplateMigration", "migration", "smartSearch", "duplicateDetection",
+             "metadataExtraction", "sidecar", "thumbnailGeneration", "faceDetection", "facialRecognition", "library",
+             "backupDatabase", "ocr")
+
+
+class MachineLearningError(Exception):
+    """Every URL failed: "Machine learning request '<entries>' failed for all URLs"."""
+
+
+def ml_settings(config: dict) -> dict:
+    """config.machineLearning with Immich's defaults (IMMICH_MACHINE_LEARNING_URL/_ENABLED seed two of them)."""
+    ml = config.get("machineLearning") or {}
+    checks = ml.get("availabilityChecks") or {}
+    seeded = os.environ.get("IMMICH_MACHINE_LEARNING_ENABLED", "true").lower() != "false"
+    return {
+        "enabled": ml.get("enabled", seeded) is not False,
+        "urls": list(ml.get("urls") or [os.environ.get("IMMICH_MACHINE_LEARNING_URL", DEFAULT_ML_URL)]),
+        "checks": checks.get("enabled", True) is not False,
+        "timeout": float(checks.get("timeout", 2000)) / 1000,
+        "interval": float(checks.get("interval", 30000)) / 1000,
+        "clip": {"enabled": True, "modelName": "ViT-B-32__openai", **(ml.get("clip") or {})},
+        "facialRecognition": {"enabled": True, "modelName": "buffalo_l", "minScore": 0.7,
+                              **(ml.get("facialRecognition") or {})},
+        "ocr": {"enabled": True, "modelName": "PP-OCRv5_mobile", "minDetectionScore": 0.5,
+                "minRecognitionScore": 0.8, "maxResolution": 736, **(ml.get("ocr") or {})},
+    }
+
+
+def ml_entries(queue: str, settings: dict) -> tuple[dict, str]:
+    """The `entries` of a job's POST /predict (machine-learning.repository.ts) and the response key it reads."""
+    if queue == "smartSearch":
+        return {"clip": {"visual": {"modelName": settings["clip"]["modelName"]}}}, "clip"
+    if queue == "faceDetection":
+        face = settings["facialRecognition"]
+        return {"facial-recognition": {"detection": {"modelName": face["modelName"],
+                                                     "options": {"minScore": face["minScore"]}},
+                                       "recognition": {"modelName": face["modelName"]}}}, "facial-recognition"
+    ocr = settings["ocr"]
+    return {"ocr": {"detection": {"modelName": ocr["modelName"],
+                                  "options": {"minScore": ocr["minDetectionScore"],
+                                              "maxResolution": ocr["maxResolution"]}},
+                    "recognition": {"modelName": ocr["modelName"],
+                                    "options": {"minScore": ocr["minRecognitionScore"]}}}}, "ocr"
+
+
+class MachineLearning:
+    """Immich's MachineLearningRepository: availability checks and the URL loop of predict.
+
+    With checks on, a background thread pings ``<url>ping`` (v3: relative to the URL, so a path is kept when the
+    URL ends with a slash) for every URL at start and then every ``interval``; healthy = 2xx within ``timeout``.
+    Until a URL's first check has answered it counts as unhealthy (Immich's healthyMap starts empty). predict tries
+    the healthy URLs in config order, then the unhealthy ones; a 2xx marks that URL healthy, a non-2xx or a network
+    error marks it unhealthy and the next URL is tried (both as Immich's setHealthy does); all failing raises.
+    Checks off: every URL is healthy and nothing is pinged. No ping before a predict."""
+
+    def __init__(self, settings: dict) -> None:
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.healthy: dict[str, bool] = {}
+        self.pings: dict[str, int] = dict.fromkeys(settings["urls"], 0)
+        self.stop = threading.Event()
+
+    def start(self) -> None:
+        if self.settings["enabled"] and self.settings["checks"]:
+            threading.Thread(target=self.check_loop, name="ml-availability", daemon=True).start()
+
+    def check_loop(self) -> None:
+        while not self.stop.is_set():
+            for url in self.settings["urls"]:  # Immich's tick: every URL at once, none waits for another
+                threading.Thread(target=self.check, args=(url,), name="ml-ping", daemon=True).start()
+            self.stop.wait(self.settings["interval"])
+
+    def check(self, url: str) -> None:
+        healthy = False
+        with self.lock:
+            self.pings[url] += 1
+        try:
+            with urllib.request.urlopen(urljoin(url, "ping"), timeout=self.settings["timeout"]) as response:
+                healthy = 200 <= response.status < 300
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        self.set_healthy(url, healthy)
+
+    def set_healthy(self, url: str, healthy: bool) -> None:
+        with self.lock:
+            if self.healthy.get(url) is not healthy:
+                log(f"Machine learning server became {'healthy' if healthy else 'unhealthy'} ({url}).")
+            self.healthy[url] = healthy
+
+    def is_healthy(self, url: str) -> bool:
+        if not self.settings["checks"]:
+            return True
+        with self.lock:
+            return self.healthy.get(url, False)
+
+    def state(self) -> dict:
+        with self.lock:
+            return {"enabled": self.settings["enabled"], "availabilityChecks": self.settings["checks"],
+                    "urls": [{"url": url, "healthy": self.settings["checks"] is False or self.healthy.get(url, False),
+                              "pings": self.pings[url]} for url in self.settings["urls"]]}
+
+    def predict(self, entries: dict, payload: dict[str, bytes | str], expect: str, about: dict) -> tuple[str, dict]:
+        """POST <url>predict (multipart: entries + image or text) through the URL loop; (url, answer)."""
         boundary = uuid.uuid4().hex
-        body = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="entries"\r\n\r\n{entries}\r\n'
-                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{asset_id}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode()
-            + data
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        for url in self.ml_urls():
-            attempt = {"asset": asset_id, "url": url}
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="entries"\r\n\r\n'
+                f"{json.dumps(entries)}\r\n").encode()
+        for name, value in payload.items():
+            if isinstance(value, bytes):
+                body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="blob"\r\n'
+                         "Content-Type: application/octet-stream\r\n\r\n").encode() + value + b"\r\n"
+            else:
+                body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        body += f"--{boundary}--\r\n".encode()
+        urls = self.settings["urls"]
+        healthy = [url for url in urls if self.is_healthy(url)]
+        for url in healthy + [url for url in urls if url not in healthy]:
+            attempt = {**about, "url": url, "healthy": url in healthy}
             ML_ATTEMPTS.append(attempt)
+            request = urllib.request.Request(urljoin(url, "predict"), data=body, method="POST",
+                                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
             try:
-                with urllib.request.urlopen(url.rstrip("/") + "/ping", timeout=5) as response:
-                    attempt["ping"] = response.status
-                request = urllib.request.Request(
-                    url.rstrip("/") + "/predict",
-                    data=body,
-                    method="POST",
-                    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-                )
-                with urllib.request.urlopen(request, timeout=30) as response:
+                with urllib.request.urlopen(request, timeout=300) as response:  # undici's default, no other
                     result = json.loads(response.read())
                 attempt["status"] = response.status
-                attempt["embedding"] = "clip" in result
-                log(f"ML: {asset_id} clip visual from {url}")
-                return url
+                attempt["embedding"] = expect in result
+                self.set_healthy(url, True)
+                return url, result
+            except urllib.error.HTTPError as error:
+                attempt["status"] = error.code
+                attempt["error"] = f"status {error.code}"
             except (urllib.error.URLError, OSError, ValueError) as error:
                 attempt["error"] = str(error)
-                log(f"ML: {url} failed ({error}); trying the next URL")
-        return None
+            log(f"Machine learning request to \"{url}\" failed: {attempt['error']}")
+            self.set_healthy(url, False)
+        raise MachineLearningError(f"Machine learning request '{json.dumps(entries)}' failed for all URLs")
+
+
+class Queue:
+    """One BullMQ queue as Immich reads it (counts, paused flag); jobs are asset ids."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.paused = False
+        self.waiting: list[str] = []
+        self.active: list[str] = []
+        self.completed = self.failed = 0
+
+    def dto(self) -> dict:
+        """QueueResponseDto."""
+        return {"name": self.name, "isPaused": self.paused, "statistics": {
+            "active": len(self.active), "completed": self.completed, "failed": self.failed, "delayed": 0,
+            "waiting": 0 if self.paused else len(self.waiting), "paused": len(self.waiting) if self.paused else 0}}
+
+
+class JobQueues:
+    """Immich's job queues, the three ML ones with workers (concurrency as Immich's defaults).
+
+    IN MEMORY ONLY: a restart of the double loses every queued job and every pause (real Immich keeps them in
+    Valkey, where a pause survives a server restart). The results of finished ML jobs are in the database
+    (ml_results), so a "missing" run after a restart finds what is missing, as Immich does. A failed job is not
+    retried (BullMQ attempts 1); only a later "missing" run queues that asset again."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.ml = MachineLearning(ml_settings(api.config))
+        self.cond = threading.Condition()
+        self.queues = {name: Queue(name) for name in QUEUE_NAMES}
+
+    def start(self) -> None:
+        self.ml.start()
+        for name, concurrency in ML_CONCURRENCY.items():
+            for number in range(concurrency):
+                threading.Thread(target=self.work, args=(name,), name=f"{name}-{number}", daemon=True).start()
+
+    def feature_enabled(self, queue: str) -> bool:
+        settings = self.ml.settings
+        return settings["enabled"] and settings[ML_FEATURE[queue]].get("enabled", True) is not False
+
+    def enqueue(self, queue: str, asset_ids: list[str]) -> None:
+        with self.cond:
+            self.queues[queue].waiting.extend(asset_ids)
+            self.cond.notify_all()
+
+    def asset_uploaded(self, asset_id: str) -> None:
+        """The ML jobs an upload queues (each only when its feature is on)."""
+        for queue in ML_CONCURRENCY:
+            if self.feature_enabled(queue):
+                self.enqueue(queue, [asset_id])
+
+    def dto(self, name: str) -> dict:
+        with self.cond:
+            return self.queues[name].dto()
+
+    def set_paused(self, name: str, paused: bool) -> dict:
+        if paused and name == "backgroundTask":
+            raise BadRequest("The BackgroundTask queue cannot be paused")
+        with self.cond:
+            self.queues[name].paused = paused
+            self.cond.notify_all()
+            return self.queues[name].dto()
+
+    def command(self, name: str, command: str, force: bool) -> None:
+        """PUT /jobs/{name}: start (queue the missing assets, or all with force), pause, resume, empty,
+        clear-failed. A start while the queue has active jobs is refused ("Job is already running")."""
+        queue = self.queues[name]
+        if command in ("pause", "resume"):
+            self.set_paused(name, command == "pause")
+        elif command == "empty":
+            with self.cond:
+                queue.waiting.clear()
+        elif command == "clear-failed":
+            with self.cond:
+                queue.failed = 0
+        elif command == "start":
+            with self.cond:
+                if queue.active:
+                    raise BadRequest("Job is already running")
+            if name not in STARTABLE:
+                raise BadRequest(f"Invalid job name: {name}")
+            if name not in ML_CONCURRENCY or not self.feature_enabled(name):
+                return
+            if force:
+                rows = self.api.query("SELECT id::text FROM assets ORDER BY id")
+            else:
+                rows = self.api.query(
+                    "SELECT id::text FROM assets WHERE id NOT IN (SELECT asset_id FROM ml_results WHERE queue = %s)"
+                    " ORDER BY id", (name,))
+            with self.cond:
+                queued = set(queue.waiting) | set(queue.active)
+                queue.waiting.extend(row[0] for row in rows if force or row[0] not in queued)
+                self.cond.notify_all()
+
+    def work(self, name: str) -> None:
+        queue = self.queues[name]
+        while True:
+            with self.cond:
+                while queue.paused or not queue.waiting:
+                    self.cond.wait()
+                asset_id = queue.waiting.pop(0)
+                queue.active.append(asset_id)
+            try:
+                self.run(name, asset_id)
+                outcome = "completed"
+            except (MachineLearningError, OSError, psycopg2.Error, ValueError) as error:
+                log(f"Unable to run job handler ({name}) for asset {asset_id}: {error}")
+                outcome = "failed"
+            with self.cond:
+                queue.active.remove(asset_id)
+                setattr(queue, outcome, getattr(queue, outcome) + 1)
+                self.cond.notify_all()
+
+    def run(self, name: str, asset_id: str) -> None:
+        rows = self.api.query("SELECT original_path FROM assets WHERE id = %s", (asset_id,))
+        if not rows:
+            return  # deleted meanwhile: Immich skips the job
+        entries, expect = ml_entries(name, self.ml.settings)
+        data = Path(rows[0][0]).read_bytes()  # Immich sends the preview; the double has only the original
+        url, result = self.ml.predict(entries, {"image": data}, expect, {"asset": asset_id, "queue": name})
+        self.api.query(
+            "INSERT INTO ml_results (asset_id, queue, url) VALUES (%s, %s, %s) ON CONFLICT (asset_id, queue)"
+            " DO UPDATE SET url = excluded.url, created_at = now()", (asset_id, name, url))
+        if name == "smartSearch":
+            self.api.query("UPDATE assets SET ml_url = %s WHERE id = %s", (url, asset_id))
+        log(f"ML: {asset_id} {name} from {url}")
+
+    def results(self) -> dict:
+        """GET /_double/ml/embeddings: per asset, the queues with a result and the URL that gave it."""
+        assets: dict[str, dict] = {row[0]: {} for row in self.api.query("SELECT id::text FROM assets ORDER BY id")}
+        for asset_id, queue, url in self.api.query("SELECT asset_id::text, queue, url FROM ml_results"):
+            assets.setdefault(asset_id, {})[queue] = url
+        missing = {queue: sum(1 for found in assets.values() if queue not in found)
+                   for queue in ML_CONCURRENCY if self.feature_enabled(queue)}
+        return {"assets": assets, "missing": missing}
 
 
 class BadRequest(Exception):
@@ -713,6 +973,82 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - BaseHTTPRequestHandler's name
         self.answer_database_errors(self.post)
 
+    def do_PUT(self) -> None:  # noqa: N802 - BaseHTTPRequestHandler's name
+        self.answer_database_errors(self.put)
+
+    def do_DELETE(self) -> None:  # noqa: N802 - BaseHTTPRequestHandler's name
+        self.answer_database_errors(self.delete)
+
+    def delete(self) -> None:
+        """DELETE /api/api-keys/{id} as APIKeyService.delete: 204, or 400 "API Key not found" for a key that is not
+        one of the user's (already deleted, another user's); the id must be a UUID (400 otherwise)."""
+        path = self.path.split("?")[0]
+        self.skip_body()
+        user_id = self.authenticated_user()
+        if user_id is None:
+            return self.error(401, "Authentication required")
+        match = re.fullmatch(r"/api/api-keys/([^/]+)", path)
+        if not match:
+            return self.error(404, f"Cannot DELETE {path}")
+        if not re.fullmatch(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", match[1]):
+            return self.error(400, "id must be a UUID")
+        deleted = self.api.query("DELETE FROM tokens WHERE id = %s AND user_id = %s AND kind = 'api-key' RETURNING id",
+                                 (match[1], user_id))
+        if not deleted:
+            return self.error(400, "API Key not found")
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def is_admin(self, user_id: str) -> bool:
+        return bool(self.api.query("SELECT 1 FROM users WHERE id = %s AND is_admin", (user_id,)))
+
+    @staticmethod
+    def queue_name(path: str) -> str | None:
+        """The QueueName at the end of /api/queues/{name} or /api/jobs/{name}; None if Immich knows no such queue."""
+        name = urllib.parse.unquote(path.rsplit("/", 1)[1])
+        return name if name in QUEUE_NAMES else None
+
+    def put(self) -> None:
+        """PUT /api/queues/{name} {isPaused} (QueueUpdateDto -> QueueResponseDto) and the legacy
+        PUT /api/jobs/{name} {command, force} (QueueCommandDto -> QueueResponseLegacyDto), admin only."""
+        path = self.path.split("?")[0]
+        try:
+            user_id = self.authenticated_user()
+            if user_id is None:
+                self.skip_body()
+                return self.error(401, "Authentication required")
+            if not re.fullmatch(r"/api/(queues|jobs)/[^/]+", path):
+                self.skip_body()
+                return self.error(404, f"Cannot PUT {path}")
+            dto = self.json_body()
+            if not self.is_admin(user_id):
+                return self.error(403, "Forbidden")
+            name = self.queue_name(path)
+            if name is None:
+                return self.error(400, "Invalid queue name")
+            if path.startswith("/api/queues/"):
+                paused = dto.get("isPaused")
+                if paused is not None and not isinstance(paused, bool):
+                    return self.error(400, "isPaused must be a boolean value")
+                if paused is None:
+                    return self.send(200, self.api.jobs.dto(name))
+                answer = self.api.jobs.set_paused(name, paused)
+                log(f"queue {name} {'paused' if paused else 'resumed'}")
+                return self.send(200, answer)
+            command, force = dto.get("command"), dto.get("force", False)
+            if command not in QUEUE_COMMANDS:
+                return self.error(400, f"command must be one of: {', '.join(QUEUE_COMMANDS)}")
+            if not isinstance(force, bool):
+                return self.error(400, "force must be a boolean value")
+            self.api.jobs.command(name, command, force)
+            state = self.api.jobs.dto(name)
+            return self.send(200, {"jobCounts": state["statistics"],
+                                   "queueStatus": {"isActive": state["statistics"]["active"] > 0,
+                                                   "isPaused": state["isPaused"]}})
+        except BadRequest as error:
+            return self.error(400, str(error))
+
     def answer_database_errors(self, handler) -> None:
         """Immich's global exception filter: a database error is a 500 (the next request connects again)."""
         try:
@@ -745,9 +1081,20 @@ class Handler(BaseHTTPRequestHandler):
             )
         if path == "/_double/ml":
             return self.send(200, ML_ATTEMPTS)
+        if path == "/_double/ml/embeddings":
+            return self.send(200, self.api.jobs.results())
+        if path == "/_double/ml/health":
+            return self.send(200, self.api.jobs.ml.state())
         user_id = self.authenticated_user()
         if user_id is None:
             return self.error(401, "Authentication required")
+        if path == "/api/queues" or path.startswith("/api/queues/"):
+            if not self.is_admin(user_id):
+                return self.error(403, "Forbidden")
+            if path == "/api/queues":
+                return self.send(200, [self.api.jobs.dto(name) for name in QUEUE_NAMES])
+            name = self.queue_name(path)
+            return self.send(200, self.api.jobs.dto(name)) if name else self.error(400, "Invalid queue name")
         if path == "/api/users/me":
             return self.send(200, self.api.user(user_id))
         if path == "/api/api-keys/me":
@@ -777,6 +1124,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.bulk_upload_check(user_id, self.json_body())
             if path == "/api/search/metadata":
                 return self.search_metadata(user_id, self.json_body())
+            if path == "/api/search/smart":
+                return self.search_smart(self.json_body())
             if path == "/api/assets":
                 return self.upload(user_id)
             self.skip_body()
@@ -976,6 +1325,26 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def search_smart(self, dto: dict) -> None:
+        """POST /search/smart (SmartSearchDto): the query's CLIP textual embedding through the URL loop (healthy
+        first), then an empty result (the double keeps no vectors to compare with)."""
+        settings = self.api.jobs.ml.settings
+        if not (settings["enabled"] and settings["clip"].get("enabled", True) is not False):
+            return self.error(400, "Smart search is not enabled")
+        query = dto.get("query")
+        if not isinstance(query, str) or not query:
+            return self.error(400, "query must be a non-empty string")
+        options = {"language": dto["language"]} if isinstance(dto.get("language"), str) else {}
+        entries = {"clip": {"textual": {"modelName": settings["clip"]["modelName"], "options": options}}}
+        try:
+            url, _ = self.api.jobs.ml.predict(entries, {"text": query}, "clip", {"query": query, "queue": None})
+        except MachineLearningError as error:
+            log(f"smart search failed: {error}")
+            return self.error(500, "Failed to search")
+        log(f"ML: text search answered by {url}")
+        empty = {"total": 0, "count": 0, "items": [], "facets": []}
+        self.send(200, {"albums": empty, "assets": {**empty, "nextPage": None, "nextCursor": None}})
+
     def duplicate_of(self, user_id: str, checksum: str) -> str | None:
         rows = self.api.query("SELECT id FROM assets WHERE owner_id = %s AND checksum = %s", (user_id, checksum))
         return str(rows[0][0]) if rows else None
@@ -1104,7 +1473,8 @@ class Handler(BaseHTTPRequestHandler):
         return temp, digest.hexdigest(), size
 
     def derived_files(self, asset_id: str, user_id: str, original: Path) -> None:
-        """The jobs Immich queues after an upload (thumbnail, smart search); a failure there keeps the asset."""
+        """The jobs Immich runs after an upload: the thumbnail here, then the ML jobs queued (smartSearch,
+        faceDetection, ocr; run by the queues' workers). A failure there keeps the asset."""
         shard = Path(user_id) / asset_id[:2] / asset_id[2:4]
         thumbnail = MEDIA / "thumbs" / shard / f"{asset_id}-thumbnail.webp"
         try:
@@ -1116,11 +1486,9 @@ class Handler(BaseHTTPRequestHandler):
         except OSError as error:
             log(f"thumbnail of {asset_id} failed: {error}")
             return
-        ml_url = self.api.smart_search(asset_id, data)
-        self.api.query(
-            "UPDATE assets SET thumbnail_path = %s, ml_url = %s, updated_at = now() WHERE id = %s",
-            (str(thumbnail), ml_url, asset_id),
-        )
+        self.api.query("UPDATE assets SET thumbnail_path = %s, updated_at = now() WHERE id = %s",
+                       (str(thumbnail), asset_id))
+        self.api.jobs.asset_uploaded(asset_id)
 
 
 class MetricsHandler(BaseHTTPRequestHandler):
@@ -1176,6 +1544,7 @@ def main() -> None:
         log(f"ImmichStartupError: {error}")
         sys.exit(1)
     Handler.api = Api(db, config, version)
+    Handler.api.jobs.start()
     threading.Thread(target=retry_removals, name="retry-removals", daemon=True).start()
     # As PID 1 of its container Python would ignore `docker stop`'s SIGTERM (and be killed 10 s later).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
