@@ -34,23 +34,11 @@ from urllib.parse import parse_qs, urlsplit
 from openapi_core import Config, OpenAPI
 
 if __package__:  # imported as ansible_collections.selfhost.immich.tests.fakes
-    from .contract import (
-        Contract,
-        ContractViolation,
-        _inline_nullable_refs,
-        _upper_case_status_ranges,
-        keep_paths,
-        spec_path,
-    )
+    from . import contract
 else:  # run as a script from this directory (Molecule's prepare starts fakes so)
-    from contract import (
-        Contract,
-        ContractViolation,
-        _inline_nullable_refs,
-        _upper_case_status_ranges,
-        keep_paths,
-        spec_path,
-    )
+    import contract
+
+Contract, ContractViolation = contract.Contract, contract.ContractViolation
 
 CONTROL_PREFIX = "/_fake/"
 #: Environment variable naming the file with the token a fake run as a process accepts (or --token-file).
@@ -79,11 +67,11 @@ class PatchedContract(Contract):
     served_at: tuple[str, str] = ("", "")
 
     def __init__(self, spec_file: str, path_prefixes: tuple[str, ...] = ()) -> None:
-        self.path = spec_path(spec_file)
+        self.path = contract.spec_path(spec_file)
         self.spec = json.loads(self.path.read_text())
-        checked = keep_paths(copy.deepcopy(self.spec), path_prefixes)
-        _upper_case_status_ranges(checked)
-        _inline_nullable_refs(checked)
+        checked = contract.keep_paths(copy.deepcopy(self.spec), path_prefixes)
+        contract._upper_case_status_ranges(checked)
+        contract._inline_nullable_refs(checked)
         self.patch(checked)
         self.openapi = OpenAPI.from_dict(checked, config=Config(
             spec_validator_cls=None, extra_media_type_deserializers=self.MEDIA_TYPES))

@@ -722,21 +722,29 @@ def smart_search(double: Double, query: str) -> requests.Response:
     return api(double, "POST", "/api/search/smart", {"query": query})
 
 
-def test_an_unhealthy_first_url_sends_every_predict_and_the_text_search_to_the_second(start_double, ml_server):
-    """The router's idle mode: the gateway's /ping answers 503, Immich uses the CPU container (second URL)."""
-    gateway, cpu = ml_server(ping_status=503), ml_server()
-    double = start_double(config=ml_config(gateway, cpu))
+@pytest.mark.parametrize(("gateway_ping", "health", "served_by"), [
+    (503, [False, True], "cpu"),  # the router's idle mode: Immich uses the CPU container (second URL)
+    (0, [True, True], "gateway"),  # its burst mode: Immich sends everything to RunPod (first URL)
+], ids=["idle-cpu", "burst-gateway"])
+def test_the_gateways_ping_decides_which_url_serves_every_predict_and_the_search(
+        start_double, ml_server, gateway_ping, health, served_by):
+    servers = {"gateway": ml_server(ping_status=gateway_ping), "cpu": ml_server()}
+    server, other = servers[served_by], servers["cpu" if served_by == "gateway" else "gateway"]
+    double = start_double(config=ml_config(servers["gateway"], servers["cpu"]))
     double.admin_key()
-    wait_for_health(double, [False, True])
+    wait_for_health(double, health)
     ids = upload_photos(double, 2)
     wait_for_jobs(double, dict.fromkeys(ML_QUEUES, 2))
     assert search_answer_is_empty(smart_search(double, "a dog on a beach"))
-    assert gateway.stats()["predicts"] == 0 and gateway.stats()["pings"] >= 1
-    assert cpu.stats()["predicts_by_task"] == {"clip.visual": 2, "facial-recognition": 2, "ocr": 2,
-                                               "clip.textual": 1}
+    assert other.stats()["predicts"] == 0 and other.stats()["pings"] >= 1
+    assert server.stats()["predicts_by_task"] == {"clip.visual": 2, "facial-recognition": 2, "ocr": 2,
+                                                  "clip.textual": 1}
     found = embeddings(double)
-    assert found["assets"] == {asset: dict.fromkeys(ML_QUEUES, cpu.url) for asset in ids}
+    assert found["assets"] == {asset: dict.fromkeys(ML_QUEUES, server.url) for asset in ids}
     assert found["missing"] == dict.fromkeys(ML_QUEUES, 0)
+    # The e2e test's contract: an attempt names the URL, its status and whether the answer had the embedding.
+    attempts = requests.get(f"{double.url}/_double/ml", timeout=10).json()
+    assert any(a["url"] == server.url and a["status"] == 200 and a["embedding"] for a in attempts), attempts
 
 
 def search_answer_is_empty(answer: requests.Response) -> bool:
@@ -745,22 +753,6 @@ def search_answer_is_empty(answer: requests.Response) -> bool:
     assert body["assets"] == {"total": 0, "count": 0, "items": [], "facets": [], "nextPage": None, "nextCursor": None}
     assert body["albums"] == {"total": 0, "count": 0, "items": [], "facets": []}
     return True
-
-
-def test_both_urls_healthy_send_everything_to_the_first(start_double, ml_server):
-    """The router's burst mode: the gateway's /ping answers 200, Immich sends everything to RunPod (first URL)."""
-    gateway, cpu = ml_server(), ml_server()
-    double = start_double(config=ml_config(gateway, cpu))
-    double.admin_key()
-    wait_for_health(double, [True, True])
-    ids = upload_photos(double, 2)
-    wait_for_jobs(double, dict.fromkeys(ML_QUEUES, 2))
-    assert search_answer_is_empty(smart_search(double, "mountains"))
-    assert gateway.stats()["predicts"] == 7 and cpu.stats()["predicts"] == 0
-    assert embeddings(double)["assets"] == {asset: dict.fromkeys(ML_QUEUES, gateway.url) for asset in ids}
-    # The e2e test's contract: an attempt names the URL, its status and whether the answer had the embedding.
-    attempts = requests.get(f"{double.url}/_double/ml", timeout=10).json()
-    assert any(a["url"] == gateway.url and a["status"] == 200 and a["embedding"] for a in attempts), attempts
 
 
 def test_a_healthy_url_failing_predict_falls_through_to_the_next_and_is_marked_unhealthy(start_double, ml_server):

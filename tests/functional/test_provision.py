@@ -14,12 +14,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible_collections.selfhost.immich.tests.fakes.cloudflare_api import CloudflareFake, ConnectProxy, TestCA
 from ansible_collections.selfhost.immich.tests.fakes.hcloud_api import HcloudFake
+from ansible_collections.selfhost.immich.tests.fakes.hetzner_api import HetznerFake
 
 REPO = Path(__file__).resolve().parents[2]
 HCLOUD_COLLECTION = tuple(int(p) for p in json.loads(
@@ -35,6 +38,32 @@ RULES = {("in", "tcp", "22", ("0.0.0.0/0", "::/0")), ("in", "tcp", "80", ("0.0.0
 # A play after provision.yml: the server must be in the group for it (add_host).
 NEXT_PLAY = [{"name": "Use the provisioned server", "hosts": "immich", "gather_facts": False,
               "tasks": [{"name": "Show the address", "ansible.builtin.debug": {"var": "ansible_host"}}]}]
+
+
+def own_etc_hosts(hosts_file: Path) -> list[str]:
+    """The command prefix that runs a command with hosts_file bind-mounted on /etc/hosts in a user and mount namespace
+    of its own: the controller's real resolver (glibc reads /etc/hosts on every lookup) answers the test's names, and
+    nothing outside that process sees them."""
+    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+            'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts_file)]
+
+
+def _own_etc_hosts_works() -> bool:
+    probe = Path(os.environ.get("TMPDIR", "/tmp")) / f"selfhost-hosts-probe-{os.getpid()}"
+    probe.write_text("203.0.113.99 probe.selfhost.test\n")
+    try:
+        done = subprocess.run([*own_etc_hosts(probe), "getent", "ahostsv4", "probe.selfhost.test"],
+                              capture_output=True, text=True, timeout=30)
+        return done.returncode == 0 and "203.0.113.99" in done.stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        probe.unlink()
+
+
+needs_own_etc_hosts = pytest.mark.skipif(not _own_etc_hosts_works(), reason=(
+    "no user and mount namespaces here (unshare --user --map-root-user --mount) to give ansible-playbook an "
+    "/etc/hosts of its own"))
 
 
 @pytest.fixture
@@ -56,6 +85,8 @@ class Apis:
                  ca: TestCA) -> None:
         self.tmp_path, self.hcloud, self.cloudflare, self.proxy, self.ca = tmp_path, hcloud, cloudflare, proxy, ca
         self.output = ""
+        self.hosts_file = tmp_path / "hosts"
+        self.last_json = ""
         (tmp_path / "id_ed25519.pub").write_text(PUBLIC_KEY + "\n")
 
     def variables(self, **overrides) -> dict:
@@ -75,9 +106,10 @@ class Apis:
                                         *NEXT_PLAY]))
         return self.run_playbook(playbook, *options, fails=fails, **overrides)
 
-    def run_playbook(self, playbook: str | Path, *options: str, fails: bool = False,
+    def run_playbook(self, playbook: str | Path, *options: str, fails: bool = False, hosts: str | None = None,
                      **overrides) -> tuple[dict, str]:
-        """Run a playbook (a name in playbooks/ or a path) with the inventory's variables."""
+        """Run a playbook (a name in playbooks/ or a path) with the inventory's variables; with ``hosts``, in a
+        mount namespace of its own whose /etc/hosts is the file self.hosts_file holding that text."""
         playbook = REPO / "playbooks" / playbook if isinstance(playbook, str) else playbook
         inventory = {"all": {"hosts": {"localhost": {"ansible_connection": "local",
                                                      "ansible_python_interpreter": sys.executable}},
@@ -90,9 +122,13 @@ class Apis:
                    ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
                    https_proxy=self.proxy.url, no_proxy="127.0.0.1,localhost", SSL_CERT_FILE=str(self.ca.ca_file))
         command = [str(ANSIBLE_PLAYBOOK), "-i", str(self.tmp_path / "inventory.yml"), *options, str(playbook)]
+        if hosts is not None:
+            self.hosts_file.write_text(hosts)
+            command = [*own_etc_hosts(self.hosts_file), *command]
         done = subprocess.run(command, env=env, cwd=self.tmp_path, capture_output=True, text=True, timeout=300)
         output = done.stdout + done.stderr
         self.output += output
+        self.last_json = done.stdout
         assert (done.returncode != 0) == fails, output
         for secret in (HCLOUD_TOKEN, CLOUDFLARE_TOKEN):
             assert secret not in output
@@ -124,6 +160,7 @@ def test_first_run_creates_everything_and_a_second_changes_nothing(apis):
                        ("AAAA", "photos.example.com", "2001:db8:80::1", False)]
     assert apis.proxy.tunnels > 0, "cloudflare_dns went through the proxy to the fake"
     assert f'"ansible_host": "{IPV4}"' in output, "the next play has the server"
+    assert f"Server immich: IPv4 {IPV4}, IPv6 2001:db8:80::1" in output, "the addresses for hosts.yml"
 
     hcloud.clear_log()
     apis.cloudflare.clear_log()
@@ -131,12 +168,84 @@ def test_first_run_creates_everything_and_a_second_changes_nothing(apis):
     assert stats["changed"] == 0
     assert apis.writes() == [] and hcloud.log and apis.cloudflare.log, "a second run only reads"
 
-    # Without a Cloudflare token the records are printed, with the server's addresses; nothing changes.
+    # Without a Cloudflare token the records are printed, with the server's addresses, and the run stops: the
+    # name does not resolve to the server (203.0.113.80 is a documentation address). Nothing changes.
     apis.cloudflare.clear_log()
-    stats, output = apis.run(provision_cloudflare_token=None)
+    stats, output = apis.run(provision_cloudflare_token=None, fails=True)
     assert stats["changed"] == 0 and apis.cloudflare.log == [] and apis.writes() == []
     assert f"photos.example.com. 300 IN A {IPV4}" in output
     assert "photos.example.com. 300 IN AAAA 2001:db8:80::1" in output
+    assert "photos.example.com does not resolve to the server on this controller" in output
+
+
+RESOLVES = f"127.0.0.1 localhost\n{IPV4} photos.example.com\n2001:db8:80::1 photos.example.com\n"
+
+
+def test_without_cloudflare_a_name_that_does_not_resolve_stops_the_run_after_the_server(apis):
+    # .invalid never resolves (RFC 6761), here or anywhere.
+    stats, output = apis.run(provision_cloudflare_token=None, provision_domain="photos.example.invalid", fails=True)
+    assert stats["failures"] == 1
+    assert "photos.example.invalid does not resolve to the server on this controller: it resolves to nothing" \
+        in output
+    assert f"the records A {IPV4} and AAAA 2001:db8:80::1 are missing" in output
+    assert "then run provision.yml again or site.yml" in output
+    assert len(apis.hcloud.servers) == 1 and len(apis.hcloud.firewalls) == 1, "the server and firewall are in place"
+    assert f'"ansible_host": "{IPV4}"' not in output, "the next play does not run"
+    assert apis.cloudflare.log == []
+
+
+@needs_own_etc_hosts
+def test_without_cloudflare_the_run_goes_on_once_the_name_resolves_to_the_server(apis):
+    variables = {"provision_cloudflare_token": None}
+    _, output = apis.run(fails=True, hosts=f"{IPV4} photos.example.com\n", **variables)
+    assert "it resolves to 203.0.113.80, and the record AAAA 2001:db8:80::1 is missing" in output
+    assert len(apis.hcloud.servers) == 1
+
+    _, output = apis.run(fails=True, hosts=f"192.0.2.7 photos.example.com\n{IPV4} other.example.com\n", **variables)
+    assert f"it resolves to 192.0.2.7, and the records A {IPV4} and AAAA 2001:db8:80::1 are missing" in output
+
+    apis.hcloud.clear_log()
+    stats, output = apis.run(hosts=RESOLVES, **variables)
+    assert stats["changed"] == 0 and stats["failures"] == 0 and apis.writes() == [], "the rerun changes nothing"
+    assert f'"ansible_host": "{IPV4}"' in output, "the next play has the server"
+
+    # --check reads too: the check runs in check mode and passes.
+    stats, _ = apis.run("--check", hosts=RESOLVES, **variables)
+    assert stats["failures"] == 0 and apis.writes() == []
+
+
+@needs_own_etc_hosts
+def test_without_cloudflare_the_run_waits_for_the_records(apis):
+    stop = threading.Event()
+
+    def records_appear() -> None:
+        # Once the firewall is applied (the last write before the DNS check), the records appear 3 s later: the
+        # check has looked up the name before, in vain, and finds it on a later lookup (glibc reads /etc/hosts anew).
+        while not stop.wait(0.2):
+            if any(apis.hcloud.firewalls_of(server["id"]) for server in list(apis.hcloud.servers.values())):
+                if not stop.wait(3):
+                    apis.hosts_file.write_text(RESOLVES)
+                return
+
+    helper = threading.Thread(target=records_appear)
+    helper.start()
+    try:
+        stats, output = apis.run(hosts="127.0.0.1 localhost\n", provision_cloudflare_token=None,
+                                 provision_dns_wait_seconds=60)
+    finally:
+        stop.set()
+        helper.join()
+    assert stats["failures"] == 0 and f'"ansible_host": "{IPV4}"' in output
+    [resolved] = [result for play in json.loads(apis.last_json)["plays"] for task in play["tasks"]
+                  if task["task"]["name"].endswith("Resolve the DNS name on the controller (no Cloudflare token given)")
+                  for result in task["hosts"].values()]
+    waited = datetime.fromisoformat(resolved["end"]) - datetime.fromisoformat(resolved["start"])
+    assert waited.total_seconds() >= 1, f"the records were there at the first lookup ({waited}): no wait shown"
+    assert json.loads(resolved["stdout"])["missing"] == []
+
+    # Without a wait the same missing records stop the run at once.
+    _, output = apis.run(hosts="127.0.0.1 localhost\n", provision_cloudflare_token=None, fails=True)
+    assert "does not resolve to the server on this controller" in output
 
 
 def test_check_mode_on_an_empty_account_creates_nothing(apis):
@@ -157,6 +266,43 @@ def test_a_conflicting_server_stops_the_run_and_changes_nothing(apis):
     assert [s["server_type"]["name"] for s in apis.hcloud.servers.values()] == ["cx22"]
 
 
+BOX_PASSWORD = "Provision-Box-Secret-9"
+
+
+def test_storage_box_is_checked_first_ordered_once_and_found_again(apis):
+    with HetznerFake(token=HCLOUD_TOKEN) as boxes:  # the Cloud project's token, as provision_storagebox_token defaults
+        box_vars = {"provision_storagebox_enabled": True, "provision_storagebox_api_url": boxes.url,
+                    "provision_storagebox_password": BOX_PASSWORD, "provision_storagebox_ssh_keys": [PUBLIC_KEY]}
+        _, output = apis.run(fails=True, **dict(box_vars, provision_storagebox_password="Too-short-1"))
+        assert "password does not meet the Storage Box password policy" in output
+        _, output = apis.run(fails=True, **dict(box_vars, provision_storagebox_password=""))
+        assert "provision_storagebox_password is empty" in output
+        assert apis.writes() == [] and boxes.writes == [], "refused before anything changes"
+
+        stats, _ = apis.run("--check", **box_vars)
+        assert stats["failures"] == 0 and boxes.writes == [] and boxes.boxes == {}, "check mode orders nothing"
+
+        stats, output = apis.run(**box_vars)
+        assert stats["failures"] == 0
+        [box] = boxes.boxes.values()
+        assert (box["name"], box["storage_box_type"]["name"], box["location"]["name"]) == ("immich", "bx11", "fsn1")
+        assert box["protection"] == {"delete": True} and box["access_settings"]["ssh_enabled"] is True
+        assert boxes.passwords[("storage_box", box["id"])] == BOX_PASSWORD
+        assert boxes.ssh_keys[box["id"]] == [PUBLIC_KEY]
+        assert f"{box['username']}@{box['server']} (SFTP and SSHFS on port 23)" in output
+        assert [e["method"] for e in boxes.writes].count("POST") == 2, "one order, one change_protection"
+
+        boxes.clear_log()
+        stats, _ = apis.run(**box_vars)
+        assert stats["changed"] == 0 and boxes.writes == [], "a second run finds the box by name"
+
+        boxes.clear_log()
+        _, output = apis.run(fails=True, **dict(box_vars, provision_storagebox_location="hel1"))
+        assert "exists with location fsn1, not hel1" in output and boxes.writes == []
+        assert BOX_PASSWORD not in apis.output
+        assert boxes.violations == [] and boxes.response_problems == []
+
+
 BAD_BEFORE_ANY_CALL = [
     ({"provision_hcloud_token": ""}, "provision_hcloud_token is empty"),
     ({"provision_hcloud_token": None}, "provision_hcloud_token is empty"),
@@ -167,6 +313,7 @@ BAD_BEFORE_ANY_CALL = [
     ({"provision_ssh_sources": ["198.51.100.7"]}, "provision_ssh_sources must hold CIDRs"),
     ({"provision_server_image": "ubuntu-22.04"}, "provision_server_image"),
     ({"provision_hcloud_api_endpoint": "http://api.example.net/v1"}, "must be an https:// URL"),
+    ({"provision_dns_wait_seconds": -1}, "provision_dns_wait_seconds must be 0 (check once) or more: -1"),
 ]
 BAD_AFTER_READS = [
     ({"provision_server_type": "cax99"}, "provision_server_type cax99 is not a Hetzner Cloud server type"),

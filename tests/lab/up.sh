@@ -10,6 +10,10 @@
 #                                      molecule/immich (Debian 13's systemd cannot start units under qemu-user)
 #   LAB_DIR=/var/tmp/selfhost-immich/lab   the lab's state on this machine (keys, lab CA, logs; 0700)
 #   LAB_VERBOSE=1                      show Ansible's whole output (default: plays and recaps; all in $LAB_DIR/logs)
+#   LAB_PROVISION=1                    run playbooks/provision.yml first (stage 5), against the Hetzner Cloud fake
+#                                      (the new server gets the lab host's address) and the Cloudflare fake (reached
+#                                      as api.cloudflare.com through a CONNECT proxy): the README's provision -> site
+#                                      flow. Default off (CI time unchanged)
 #
 # Stages: 1 harness (packages, dockerd, venv, base images) · 2 containers on the immich-lab network ·
 # 3 controller side (lab secrets + CA, the Hetzner and RunPod API fakes, the release mirror, the Immich CLI) ·
@@ -40,6 +44,7 @@ network=immich-lab
 server=immich-lab
 standins=(immich-lab-box immich-lab-pebble immich-lab-github immich-lab-runpod immich-lab-synology)
 hetzner_port=18091 runpod_port=18092
+hcloud_port=18093 cloudflare_port=18094 cloudflare_proxy_port=18095   # LAB_PROVISION=1, on loopback
 export LAB_DIR=$lab_dir
 
 t0=$(date +%s)
@@ -59,6 +64,8 @@ stop_fake() {  # stop a fake this script started (its pid file), never anything 
 if [[ "${1:-}" == "--down" ]]; then
   stop_fake hetzner
   stop_fake runpod
+  stop_fake hcloud      # LAB_PROVISION=1 only
+  stop_fake cloudflare  # LAB_PROVISION=1 only
   for name in "$server" "${standins[@]}"; do
     docker rm -f -v "$name" >/dev/null 2>&1 && echo "removed container $name" || true
   done
@@ -231,7 +238,52 @@ stage "stand-ins and a fresh server (tests/lab/prepare.yml)"
 playbook prepare "${inventories[@]}" tests/lab/prepare.yml "${server_extra[@]}"
 
 # -- 5 ------------------------------------------------------------------------------------------------------------
-stage "site.yml on $server ($arch, Debian $suite) with inventories/lab"
+# LAB_PROVISION=1: playbooks/provision.yml first, as a user starting from a bare Hetzner account runs it. Fresh fakes
+# each time (an empty account); the Hetzner Cloud fake gives the server it creates the lab host's address, the
+# Cloudflare fake takes the A/AAAA records. Both listen on loopback (provision runs on the controller only).
+provision_lab() {
+  local server_ip port
+  server_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$server")
+  [[ -s "$lab_dir/cloudflare-token" ]] || python3 -c 'import secrets, string
+print("lab_cf_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32)))' \
+    >"$lab_dir/cloudflare-token"
+  [[ -s "$lab_dir/provision_ed25519.pub" ]] ||
+    ssh-keygen -q -t ed25519 -N '' -C immich-lab-provision -f "$lab_dir/provision_ed25519"
+  printf '{"zones": [{"name": "%s"}]}\n' "${domain#*.}" >"$lab_dir/cloudflare-seed.json"
+  stop_fake hcloud
+  stop_fake cloudflare
+  setsid nohup python tests/fakes/hcloud_api.py --host 127.0.0.1 --port "$hcloud_port" \
+    --token-file "$lab_dir/hetzner-token" --server-ipv4 "$server_ip" --server-ipv6 fd00:1ab::/64 \
+    >"$lab_dir/logs/fake-hcloud.log" 2>&1 </dev/null &
+  echo "$! 127.0.0.1:$hcloud_port" >"$lab_dir/fake-hcloud.pid"
+  setsid nohup python tests/fakes/cloudflare_api.py --host 127.0.0.1 --port "$cloudflare_port" \
+    --token-file "$lab_dir/cloudflare-token" --seed "$lab_dir/cloudflare-seed.json" \
+    --tls-dir "$lab_dir/cloudflare-pki" --proxy-port "$cloudflare_proxy_port" \
+    >"$lab_dir/logs/fake-cloudflare.log" 2>&1 </dev/null &
+  echo "$! 127.0.0.1:$cloudflare_port" >"$lab_dir/fake-cloudflare.pid"
+  for port in "$hcloud_port" "$cloudflare_port" "$cloudflare_proxy_port"; do
+    for _ in $(seq 30); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 1; done
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null ||
+      { tail "$lab_dir"/logs/fake-{hcloud,cloudflare}.log >&2; fail "the API fake on port $port did not start"; }
+  done
+  note "Hetzner Cloud fake on http://127.0.0.1:$hcloud_port (new servers get $server_ip), Cloudflare fake as" \
+    "api.cloudflare.com through http://127.0.0.1:$cloudflare_proxy_port"
+  # Only this run goes through the proxy and trusts the fake's CA (cloudflare_dns has no URL option).
+  (
+    export https_proxy="http://127.0.0.1:$cloudflare_proxy_port" no_proxy=127.0.0.1,localhost \
+      SSL_CERT_FILE="$lab_dir/cloudflare-pki/ca.pem"
+    playbook provision -i inventories/lab playbooks/provision.yml
+  )
+  grep -qF "Server immich: IPv4 $server_ip," "$lab_dir/logs/provision.log" ||
+    fail "provision.yml did not hand over the lab host's address $server_ip (see $lab_dir/logs/provision.log)"
+  note "provision.yml: server immich at $server_ip, its firewall, A/AAAA $domain at the Cloudflare fake"
+}
+if [[ "${LAB_PROVISION:-0}" == 1 ]]; then
+  stage "provision.yml (LAB_PROVISION=1), then site.yml on $server ($arch, Debian $suite) with inventories/lab"
+  provision_lab
+else
+  stage "site.yml on $server ($arch, Debian $suite) with inventories/lab"
+fi
 playbook site -i inventories/lab site.yml "${server_extra[@]}"
 
 # -- 6 ------------------------------------------------------------------------------------------------------------

@@ -557,18 +557,20 @@ def test_run_once_request_sequence_and_no_key_in_any_output(tmp_path, capsys):
     assert IMMICH_KEY not in output and RUNPOD_KEY not in output
 
 
+def lb_endpoint(endpoint_id: str) -> dict:
+    """A load-balancing endpoint as RunPod v2 returns it (idle timeout 60 s)."""
+    return {"id": endpoint_id, "name": "immich-ml", "type": "LOAD_BALANCER", "image": "immich-ml:cuda", "args": "",
+            "disk": 20, "ports": ["3003/http"], "env": {}, "registry": None,
+            "gpu": {"pools": ["AMPERE_48"], "count": 1, "allowedCudaVersions": [], "minCudaVersion": "12.2"},
+            "workers": {"min": 0, "max": 2, "idleTimeout": 60}, "scaling": {"type": "REQUEST_COUNT", "requestCount": 6},
+            "dataCenterIds": [], "networkVolumes": [], "timeout": 300000, "flashboot": "FLASHBOOT",
+            "requestUrls": runpod_api._request_urls(endpoint_id, "LOAD_BALANCER"), "createdAt": "2026-12-01T00:00:00Z"}
+
+
 def test_runpod_client_against_the_contract_fake(tmp_path):
     """The PATCH the router sends is one the RunPod v2 contract accepts, and changes only the idle timeout."""
     with runpod_api.FakeRunpod(api_key=RUNPOD_KEY) as api:
-        api.endpoints["ep1"] = {"id": "ep1", "name": "immich-ml", "type": "LOAD_BALANCER", "image": "immich-ml:cuda",
-                                "args": "", "disk": 20, "ports": ["3003/http"], "env": {}, "registry": None,
-                                "gpu": {"pools": ["AMPERE_48"], "count": 1, "allowedCudaVersions": [],
-                                        "minCudaVersion": "12.2"},
-                                "workers": {"min": 0, "max": 2, "idleTimeout": 60},
-                                "scaling": {"type": "REQUEST_COUNT", "requestCount": 6}, "dataCenterIds": [],
-                                "networkVolumes": [], "timeout": 300000, "flashboot": "FLASHBOOT",
-                                "requestUrls": runpod_api._request_urls("ep1", "LOAD_BALANCER"),
-                                "createdAt": "2026-12-01T00:00:00Z"}
+        api.endpoints["ep1"] = lb_endpoint("ep1")
         client = router.RunpodClient(api.url, key_file(tmp_path, "runpod.key", RUNPOD_KEY), "ep1")
         client.set_idle_timeout(5)
         assert api.endpoints["ep1"]["workers"] == {"min": 0, "max": 2, "idleTimeout": 5}
@@ -595,15 +597,7 @@ def env_file(tmp_path: Path, **settings: str) -> str:
 def test_runpod_client_from_the_guard_env_file(tmp_path):
     """The role points the router at the workers guard's env file: URL, key and endpoint id come from there."""
     with runpod_api.FakeRunpod(api_key=RUNPOD_KEY) as api:
-        api.endpoints["ep9"] = {"id": "ep9", "name": "immich-ml", "type": "LOAD_BALANCER", "image": "immich-ml:cuda",
-                                "args": "", "disk": 20, "ports": ["3003/http"], "env": {}, "registry": None,
-                                "gpu": {"pools": ["AMPERE_48"], "count": 1, "allowedCudaVersions": [],
-                                        "minCudaVersion": "12.2"},
-                                "workers": {"min": 0, "max": 2, "idleTimeout": 60},
-                                "scaling": {"type": "REQUEST_COUNT", "requestCount": 6}, "dataCenterIds": [],
-                                "networkVolumes": [], "timeout": 300000, "flashboot": "FLASHBOOT",
-                                "requestUrls": runpod_api._request_urls("ep9", "LOAD_BALANCER"),
-                                "createdAt": "2026-12-01T00:00:00Z"}
+        api.endpoints["ep9"] = lb_endpoint("ep9")
         path = env_file(tmp_path, RUNPOD_API_URL=api.url, RUNPOD_API_ALLOW_HTTP="false", RUNPOD_ENDPOINT_ID="ep9",
                         RUNPOD_WORKERS_MAX="2", RUNPOD_API_KEY=RUNPOD_KEY)
         router.RunpodClient.from_env_file(path).set_idle_timeout(7)

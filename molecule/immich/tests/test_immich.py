@@ -62,7 +62,11 @@ def test_db_password_is_generated_alphanumeric_and_kept_in_env(host):
 
 def test_compose_project_keeps_the_library_on_the_box_and_the_rest_local(host):
     project = json.loads(host.check_output(f"docker compose --file {PROJECT}/compose.yml config --format json"))
-    assert set(project["services"]) == {"immich-server", "redis", "database"}  # no local ML by default
+    # No local ML by default; molecule.yml turns it on with the ML cost router on immich-arm64.
+    local_ml = {"immich-machine-learning"} if host.backend.get_hostname() == "immich-arm64" else set()
+    assert set(project["services"]) == {"immich-server", "redis", "database"} | local_ml
+    if local_ml:  # its model cache stays on the server's disk, like the other local directories
+        assert project["services"]["immich-machine-learning"]["volumes"][0]["source"] == f"{LOCAL}/model-cache"
     server = project["services"]["immich-server"]
     binds = {volume["target"]: volume for volume in server["volumes"]}
     assert binds["/data"]["source"] == "/mnt/storagebox/immich"
@@ -271,3 +275,23 @@ def test_ml_call_reached_the_configured_url(host, uploaded):
     # refused.
     stats = json.loads(host.check_output("curl -sS http://172.30.0.1:3003/_lab/stats"))
     assert stats["unauthorized"] >= 1
+
+
+def test_ml_router_is_installed_and_decides_under_its_sandbox_on_arm64(host):
+    """molecule.yml enables the ML cost router on immich-arm64 only (no stack there: no API key, so it stays idle
+    and says why); the lab runs it against Immich on amd64."""
+    if host.backend.get_hostname() != "immich-arm64":
+        pytest.skip("the router is enabled on immich-arm64 only (molecule.yml)")
+    assert host.service("selfhost-immich-ml-router.timer").is_enabled
+    assert host.service("selfhost-immich-ml-router.timer").is_running
+    run = host.run("systemctl start selfhost-immich-ml-router.service")  # one decision now, in its unit
+    assert run.rc == 0, run.stderr
+    status = json.loads(host.check_output("selfhost-immich-ml-router --status --json"))
+    assert status["mode"] == "idle" and "ml-router-immich.key" in status["immich_error"], status
+    mode_file = host.file("/etc/traefik/dynamic/runpod-ml-mode.yml")
+    assert mode_file.exists and '"418": 503' in mode_file.content_string  # idle: Immich uses its CPU container
+    config = json.loads(host.file("/etc/selfhost-immich/ml-router.json").content_string)
+    assert (config["local_ml"], config["burst_threshold"], config["hold_seconds"]) == (True, 50, 600)
+    assert host.file("/etc/selfhost-immich").mode == 0o700
+    assert not host.file("/etc/selfhost-immich/ml-router-immich.key").exists  # made only once Immich answers
+
