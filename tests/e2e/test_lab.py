@@ -183,6 +183,39 @@ def test_thumbnail_is_on_the_servers_disk_not_on_the_box(first):
     assert out(BOX, f"find {BOX_IMMICH} -path '*/thumbs/*' -type f") == ""
 
 
+def provisioned(url: str, token_file: str, cloudflare: bool = False) -> dict:
+    """An answer of provision.yml's fakes (on this machine's loopback); Cloudflare's as api.cloudflare.com through the
+    fake's CONNECT proxy, trusting the fake's CA, as provision.yml reached it."""
+    through = ["--proxy", "http://127.0.0.1:18095", "--cacert", str(LAB_DIR / "cloudflare-pki" / "ca.pem")]
+    token = (LAB_DIR / token_file).read_text().strip()
+    answer = subprocess.run(["curl", "-sS", "--fail", *(through if cloudflare else []), "-H",
+                             f"Authorization: Bearer {token}", url], capture_output=True, text=True, check=True)
+    return json.loads(answer.stdout)
+
+
+def test_provision_made_the_server_its_firewall_and_records_for_the_lab_host(first):
+    """Issue 23: up.sh runs provision.yml before site.yml, as a user starting from a Hetzner account would; the server
+    the Hetzner Cloud fake creates has the lab host's address, so site.yml converges the machine provision made."""
+    recap = first.recap("provision", "localhost")
+    assert recap["failed"] == 0 and recap["changed"] > 0, recap
+    address = subprocess.run(
+        ["docker", "inspect", "--format", '{{(index .NetworkSettings.Networks "immich-lab").IPAddress}}', SERVER],
+        capture_output=True, text=True, check=True).stdout.strip()
+    [server] = provisioned("http://127.0.0.1:18093/v1/servers", "hetzner-token")["servers"]
+    assert (server["name"], server["server_type"]["name"], server["public_net"]["ipv4"]["ip"]) == \
+        ("immich", "cax41", address)
+    assert server["protection"] == {"delete": True, "rebuild": True}
+    [firewall] = provisioned("http://127.0.0.1:18093/v1/firewalls", "hetzner-token")["firewalls"]
+    assert sorted((rule["direction"], rule["port"]) for rule in firewall["rules"]) == [
+        ("in", "22"), ("in", "443"), ("in", "80")]
+    assert [r["server"]["id"] for a in firewall["applied_to"] for r in a["applied_to_resources"]] == [server["id"]]
+    zones = provisioned("https://api.cloudflare.com/client/v4/zones", "cloudflare-token", cloudflare=True)["result"]
+    records = provisioned(f"https://api.cloudflare.com/client/v4/zones/{zones[0]['id']}/dns_records",
+                          "cloudflare-token", cloudflare=True)["result"]
+    assert {(r["type"], r["name"], r["proxied"]) for r in records} == {("A", DOMAIN, False), ("AAAA", DOMAIN, False)}
+    assert next(r["content"] for r in records if r["type"] == "A") == address
+
+
 def test_runpod_key_is_in_no_container(first):
     key = (LAB_DIR / "runpod-key").read_text().strip()
     containers = out(SERVER, "docker ps -aq").split()
@@ -244,7 +277,7 @@ def test_runpod_api_shows_the_template_and_lb_endpoint_at_the_servers_version(fi
 
 def secrets_of_the_lab() -> dict[str, str]:
     found = {f"password {i}": p for i, p in enumerate(LAB_PASSWORDS)}
-    for name in ("runpod-key", "hetzner-token"):
+    for name in ("runpod-key", "hetzner-token", "cloudflare-token"):
         found[name] = (LAB_DIR / name).read_text().strip()
     found["database password"] = out(SERVER, "cat /opt/immich/.db-password").strip()
     found["Immich API key"] = out(SERVER, "cat /root/.config/lab-immich-api-key").strip()

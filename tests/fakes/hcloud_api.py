@@ -19,9 +19,11 @@ answered in Hetzner's shape (:class:`hetzner_api.Reject`). What the fake models,
 the catalogue (locations, server types with their architecture and the locations they are sold in, system
 images per architecture: Ubuntu 24.04, Debian 12 and 13 for ``arm`` and ``x86``), SSH keys (unique names and
 fingerprints), servers (created from a type, an image of the type's architecture, a location that sells the type,
-SSH keys by ID or name; public IPv4 and IPv6 as primary IPs; labels; delete and rebuild protection, a protected
-server is not deleted), firewalls (rules, applied to servers or label selectors, whose matching servers show in
-``applied_to_resources``). Changes run as actions that are ``running`` when created and finish after
+SSH keys by ID or name; public IPv4 and IPv6 as primary IPs, new or existing unassigned ones of the server's
+location given in ``public_net``; labels; delete and rebuild protection, a protected server is not deleted; its
+primary IPs go with it unless their ``auto_delete`` is false: those stay, unassigned), primary IPs (labels, name,
+``auto_delete``, delete protection), firewalls (rules, applied to servers or label selectors, whose matching
+servers show in ``applied_to_resources``). Changes run as actions that are ``running`` when created and finish after
 ``action_polls`` polls of ``GET /actions/{id}`` (0: at once).
 
 Seed (JSON or dict), every key optional: ``{"token": "...", "action_polls": 1, "server_ipv4": "203.0.113.10",
@@ -204,12 +206,18 @@ class HcloudFake(FakeApi):
         server_id = seed.get("id") or next(self._ids)
         ipv4, ipv6 = self._addresses()
         public_net = {"firewalls": [], "floating_ips": [], "ipv4": None, "ipv6": None}
-        if seed.get("enable_ipv4", True):
-            public_net["ipv4"] = {"id": self._primary_ip(server_id, "ipv4", ipv4, location), "ip": ipv4,
-                                  "blocked": False, "dns_ptr": f"static.{ipv4}.clients.your-server.de"}
-        if seed.get("enable_ipv6", True):
-            public_net["ipv6"] = {"id": self._primary_ip(server_id, "ipv6", ipv6, location), "ip": ipv6,
-                                  "blocked": False, "dns_ptr": []}
+        given = seed.get("primary_ips", {})  # {"ipv4": id, "ipv6": id}: existing unassigned primary IPs
+        for kind, address in (("ipv4", ipv4), ("ipv6", ipv6)):
+            if given.get(kind) is not None:
+                kept = self.primary_ips[given[kind]]
+                kept.update(assignee_id=server_id, assignee_type="server")
+                ip_id, address = kept["id"], kept["ip"]
+            elif seed.get(f"enable_{kind}", True):
+                ip_id = self._primary_ip(server_id, kind, address, location)
+            else:
+                continue
+            public_net[kind] = {"id": ip_id, "ip": address, "blocked": False,
+                                "dns_ptr": f"static.{address}.clients.your-server.de" if kind == "ipv4" else []}
         server = {
             "id": server_id, "name": seed["name"], "status": seed.get("status", "running"), "created": utc_now(),
             "public_net": public_net, "private_net": [], "server_type": server_type, "location": location,
@@ -305,6 +313,8 @@ class HcloudFake(FakeApi):
         ("POST", r"/servers/(\d+)/actions/(\w+)", "server_action"),
         ("GET", r"/primary_ips", "list_primary_ips"),
         ("GET", r"/primary_ips/(\d+)", "get_primary_ip"),
+        ("PUT", r"/primary_ips/(\d+)", "update_primary_ip"),
+        ("POST", r"/primary_ips/(\d+)/actions/(\w+)", "primary_ip_action"),
         ("GET", r"/firewalls", "list_firewalls"),
         ("POST", r"/firewalls", "create_firewall"),
         ("GET", r"/firewalls/(\d+)", "get_firewall"),
@@ -431,11 +441,25 @@ class HcloudFake(FakeApi):
                 raise Reject(400, f"SSH key {wanted} not found", "invalid_input", {"ssh_keys": "not found"})
             keys.append(key["id"])
         public_net = body.get("public_net") or {}
+        given = {}
+        for kind in ("ipv4", "ipv6"):
+            if public_net.get(kind) is None:
+                continue
+            wanted = self.primary_ips.get(public_net[kind])
+            if wanted is None or wanted["type"] != kind:
+                raise Reject(400, f"{kind} primary IP {public_net[kind]} not found", "invalid_input",
+                             {f"public_net.{kind}": "not found"})
+            if wanted["assignee_id"] is not None:
+                raise Reject(409, f"primary IP {wanted['id']} is already assigned", "conflict")
+            if wanted["location"]["name"] != location["name"]:
+                raise Reject(422, f"primary IP {wanted['id']} is in {wanted['location']['name']}, not in "
+                             f"{location['name']}", "invalid_input")
+            given[kind] = wanted["id"]
         server = self.add_server({"name": body["name"], "server_type": server_type["name"], "image": image["name"],
                                   "location": location["name"], "labels": body.get("labels") or {},
                                   "ssh_keys": keys, "status": "initializing",
                                   "enable_ipv4": public_net.get("enable_ipv4", True),
-                                  "enable_ipv6": public_net.get("enable_ipv6", True)})
+                                  "enable_ipv6": public_net.get("enable_ipv6", True), "primary_ips": given})
         for firewall in body.get("firewalls", []):
             self._get(self.firewalls, firewall["firewall"], "firewall")["_apply_to"].append(
                 {"type": "server", "server": {"id": server["id"]}})
@@ -458,8 +482,12 @@ class HcloudFake(FakeApi):
 
         def change() -> None:
             self.servers.pop(server_id, None)
-            for ip_id in [i for i, ip in self.primary_ips.items() if ip["assignee_id"] == server_id]:
-                del self.primary_ips[ip_id]
+            for ip_id, ip in list(self.primary_ips.items()):
+                if ip["assignee_id"] == server_id:  # auto_delete: false keeps the address, unassigned
+                    if ip["auto_delete"]:
+                        del self.primary_ips[ip_id]
+                    else:
+                        ip["assignee_id"] = None
             for firewall in self.firewalls.values():
                 firewall["_apply_to"] = [t for t in firewall["_apply_to"]
                                          if t.get("server", {}).get("id") != server_id]
@@ -490,6 +518,22 @@ class HcloudFake(FakeApi):
 
     def get_primary_ip(self, ip_id: int, query: dict, body: Any) -> tuple[int, Any]:
         return 200, {"primary_ip": copy.deepcopy(self._get(self.primary_ips, ip_id, "primary IP"))}
+
+    def update_primary_ip(self, ip_id: int, query: dict, body: Any) -> tuple[int, Any]:
+        primary_ip = self._get(self.primary_ips, ip_id, "primary IP")
+        if "name" in body and any(i["name"] == body["name"] and i["id"] != ip_id for i in self.primary_ips.values()):
+            raise Reject(409, "primary IP name is already used", "uniqueness_error")
+        primary_ip.update({k: body[k] for k in ("name", "labels", "auto_delete") if k in body})
+        return 200, {"primary_ip": copy.deepcopy(primary_ip)}
+
+    def primary_ip_action(self, ip_id: int, command: str, query: dict, body: Any) -> tuple[int, Any]:
+        primary_ip = self._get(self.primary_ips, ip_id, "primary IP")
+        if command != "change_protection":
+            raise self.not_modelled("POST", f"/primary_ips/{ip_id}/actions/{command}")
+
+        def change() -> None:
+            primary_ip["protection"]["delete"] = body["delete"]
+        return 201, {"action": self._start_action("change_protection", [(ip_id, "primary_ip")], change)}
 
     # firewalls
     def list_firewalls(self, query: dict, body: Any) -> tuple[int, Any]:

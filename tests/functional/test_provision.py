@@ -314,6 +314,7 @@ BAD_BEFORE_ANY_CALL = [
     ({"provision_server_image": "ubuntu-22.04"}, "provision_server_image"),
     ({"provision_hcloud_api_endpoint": "http://api.example.net/v1"}, "must be an https:// URL"),
     ({"provision_dns_wait_seconds": -1}, "provision_dns_wait_seconds must be 0 (check once) or more: -1"),
+    ({"provision_keep_ips": "maybe"}, "provision_keep_ips"),
 ]
 BAD_AFTER_READS = [
     ({"provision_server_type": "cax99"}, "provision_server_type cax99 is not a Hetzner Cloud server type"),
@@ -350,3 +351,60 @@ def test_teardown_needs_the_confirmation_and_keeps_what_it_did_not_create(apis):
     assert [k["public_key"] for k in apis.hcloud.ssh_keys.values()] == [PUBLIC_KEY], "the SSH key stays"
     assert any(e["method"] == "POST" and e["path"].endswith(f"/servers/{server['id']}/actions/change_protection")
                for e in apis.hcloud.log), "the protection was lifted first"
+
+
+def test_kept_addresses_survive_a_teardown_and_the_records_stay_valid(apis):
+    hcloud = apis.hcloud
+    for fixed in ("server_ipv4", "server_ipv6"):  # every new server gets new addresses, as at Hetzner
+        hcloud.seed.pop(fixed)
+    stats, _ = apis.run("--check", provision_keep_ips=True)
+    assert stats["failures"] == 0 and apis.writes() == [], "check mode on an empty account writes nothing"
+
+    stats, _ = apis.run(provision_keep_ips=True)
+    assert stats["failures"] == 0
+    [server] = hcloud.servers.values()
+    kept = {ip["type"]: ip for ip in hcloud.primary_ips.values()}
+    assert sorted(kept) == ["ipv4", "ipv6"] and len(hcloud.primary_ips) == 2
+    for kind, ip in kept.items():
+        assert (ip["assignee_id"], ip["auto_delete"], ip["protection"]) == (server["id"], False, {"delete": True})
+        assert ip["labels"] == {"managed-by": "selfhost.immich", "immich-server": "immich", "immich-kept-ip": kind}
+        assert server["public_net"][kind]["id"] == ip["id"]
+    ipv4, ipv6 = kept["ipv4"]["ip"], kept["ipv6"]["ip"]
+    records = {(r["type"], r["content"]) for r in apis.cloudflare.records_of("example.com")}
+    assert records == {("A", ipv4), ("AAAA", ipv6.split("/")[0] + "1")}
+
+    hcloud.clear_log()
+    apis.cloudflare.clear_log()
+    stats, _ = apis.run(provision_keep_ips=True)
+    assert stats["changed"] == 0 and apis.writes() == [], "a second run changes nothing"
+
+    stats, output = apis.run_playbook("teardown.yml", "-e", "teardown_confirm=immich")
+    assert stats["failures"] == 0 and hcloud.servers == {}
+    assert sorted(ip["id"] for ip in hcloud.primary_ips.values()) == sorted(ip["id"] for ip in kept.values())
+    assert all(ip["assignee_id"] is None for ip in hcloud.primary_ips.values()), "kept, unassigned"
+    assert f"Kept primary IPs stay (provision_keep_ips), unassigned and billed: {ipv4}, {ipv6}" in output
+
+    hcloud.clear_log()
+    apis.cloudflare.clear_log()
+    stats, _ = apis.run("--check", provision_keep_ips=True)
+    assert stats["failures"] == 0 and apis.writes() == [] and hcloud.servers == {}
+
+    stats, output = apis.run(provision_keep_ips=True)
+    assert stats["failures"] == 0
+    [again] = hcloud.servers.values()
+    assert again["id"] != server["id"]
+    assert (again["public_net"]["ipv4"]["ip"], again["public_net"]["ipv6"]["ip"]) == (ipv4, ipv6), \
+        "the new server has the old addresses"
+    assert len(hcloud.primary_ips) == 2
+    assert {(r["type"], r["content"]) for r in apis.cloudflare.records_of("example.com")} == records
+    assert f'"ansible_host": "{ipv4}"' in output
+
+    # Without provision_keep_ips the role changes nothing on the kept addresses, and a new server gets new ones.
+    hcloud.clear_log()
+    apis.cloudflare.clear_log()
+    stats, _ = apis.run()
+    assert stats["changed"] == 0 and apis.writes() == []
+    apis.run_playbook("teardown.yml", "-e", "teardown_confirm=immich")
+    apis.run()
+    [other] = hcloud.servers.values()
+    assert other["public_net"]["ipv4"]["ip"] != ipv4 and len(hcloud.primary_ips) == 4

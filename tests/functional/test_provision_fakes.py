@@ -93,3 +93,31 @@ def test_cloudflare_is_reached_by_name_through_the_proxy_only(cloudflare):
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
         open_through(proxy, TestCA.create(ca.ca_file.parent / "other"), "https://api.cloudflare.com/client/v4/zones")
     assert fake.violations == [] and fake.response_problems == []
+
+
+def test_hcloud_primary_ips_kept_across_a_server_delete():
+    with HcloudFake(token=TOKEN, action_polls=0) as fake:
+        server = {"name": "s1", "server_type": "cax41", "image": "ubuntu-24.04", "location": "fsn1"}
+        first = call(fake, "POST", "/servers", server)[1]["server"]
+        ipv4 = first["public_net"]["ipv4"]
+        assert fake.primary_ips[ipv4["id"]]["auto_delete"] is True
+        status, updated = call(fake, "PUT", f"/primary_ips/{ipv4['id']}", {"auto_delete": False, "labels": {"k": "v"}})
+        assert status == 200 and updated["primary_ip"]["auto_delete"] is False
+        assert call(fake, "POST", f"/primary_ips/{ipv4['id']}/actions/change_protection", {"delete": True})[0] == 201
+        assert fake.primary_ips[ipv4["id"]]["protection"] == {"delete": True}
+        status, refused = call(fake, "POST", "/servers", dict(server, name="s2", public_net={"ipv4": ipv4["id"]}))
+        assert (status, refused["error"]["code"]) == (409, "conflict"), "an assigned primary IP is refused"
+
+        assert call(fake, "DELETE", f"/servers/{first['id']}")[0] == 200
+        ipv6_id = first["public_net"]["ipv6"]["id"]
+        assert ipv6_id not in fake.primary_ips, "auto_delete true goes with the server"
+        assert fake.primary_ips[ipv4["id"]]["assignee_id"] is None, "auto_delete false stays, unassigned"
+
+        status, refused = call(fake, "POST", "/servers", dict(server, name="s2", location="nbg1",
+                                                               public_net={"ipv4": ipv4["id"]}))
+        assert status == 422 and fake.servers == {}, "a primary IP only in its own location"
+        status, created = call(fake, "POST", "/servers", dict(server, name="s2", public_net={"ipv4": ipv4["id"]}))
+        assert status == 201 and created["server"]["public_net"]["ipv4"] == ipv4
+        assert fake.primary_ips[ipv4["id"]]["assignee_id"] == created["server"]["id"]
+        assert created["server"]["public_net"]["ipv6"]["id"] != ipv6_id
+        assert fake.violations == [] and fake.response_problems == []

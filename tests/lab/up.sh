@@ -10,10 +10,10 @@
 #                                      molecule/immich (Debian 13's systemd cannot start units under qemu-user)
 #   LAB_DIR=/var/tmp/selfhost-immich/lab   the lab's state on this machine (keys, lab CA, logs; 0700)
 #   LAB_VERBOSE=1                      show Ansible's whole output (default: plays and recaps; all in $LAB_DIR/logs)
-#   LAB_PROVISION=1                    run playbooks/provision.yml first (stage 5), against the Hetzner Cloud fake
-#                                      (the new server gets the lab host's address) and the Cloudflare fake (reached
-#                                      as api.cloudflare.com through a CONNECT proxy): the README's provision -> site
-#                                      flow. Default off (CI time unchanged)
+#   LAB_PROVISION=0                    skip playbooks/provision.yml (default: it runs first in stage 5, against the
+#                                      Hetzner Cloud fake (the new server gets the lab host's address) and the
+#                                      Cloudflare fake (reached as api.cloudflare.com through a CONNECT proxy): the
+#                                      README's provision -> site flow, about 15 s)
 #
 # Stages: 1 harness (packages, dockerd, venv, base images) · 2 containers on the immich-lab network ·
 # 3 controller side (lab secrets + CA, the Hetzner and RunPod API fakes, the release mirror, the Immich CLI) ·
@@ -44,7 +44,7 @@ network=immich-lab
 server=immich-lab
 standins=(immich-lab-box immich-lab-pebble immich-lab-github immich-lab-runpod immich-lab-synology)
 hetzner_port=18091 runpod_port=18092
-hcloud_port=18093 cloudflare_port=18094 cloudflare_proxy_port=18095   # LAB_PROVISION=1, on loopback
+hcloud_port=18093 cloudflare_port=18094 cloudflare_proxy_port=18095   # provision.yml's fakes, on loopback
 export LAB_DIR=$lab_dir
 
 t0=$(date +%s)
@@ -64,8 +64,8 @@ stop_fake() {  # stop a fake this script started (its pid file), never anything 
 if [[ "${1:-}" == "--down" ]]; then
   stop_fake hetzner
   stop_fake runpod
-  stop_fake hcloud      # LAB_PROVISION=1 only
-  stop_fake cloudflare  # LAB_PROVISION=1 only
+  stop_fake hcloud
+  stop_fake cloudflare
   for name in "$server" "${standins[@]}"; do
     docker rm -f -v "$name" >/dev/null 2>&1 && echo "removed container $name" || true
   done
@@ -238,8 +238,8 @@ stage "stand-ins and a fresh server (tests/lab/prepare.yml)"
 playbook prepare "${inventories[@]}" tests/lab/prepare.yml "${server_extra[@]}"
 
 # -- 5 ------------------------------------------------------------------------------------------------------------
-# LAB_PROVISION=1: playbooks/provision.yml first, as a user starting from a bare Hetzner account runs it. Fresh fakes
-# each time (an empty account); the Hetzner Cloud fake gives the server it creates the lab host's address, the
+# playbooks/provision.yml first (LAB_PROVISION=0 skips it), as a user starting from a bare Hetzner account runs it.
+# Fresh fakes each time (an empty account); the Hetzner Cloud fake gives the server it creates the lab host's address, the
 # Cloudflare fake takes the A/AAAA records. Both listen on loopback (provision runs on the controller only).
 provision_lab() {
   local server_ip port
@@ -278,8 +278,8 @@ print("lab_cf_" + "".join(secrets.choice(string.ascii_letters + string.digits) f
     fail "provision.yml did not hand over the lab host's address $server_ip (see $lab_dir/logs/provision.log)"
   note "provision.yml: server immich at $server_ip, its firewall, A/AAAA $domain at the Cloudflare fake"
 }
-if [[ "${LAB_PROVISION:-0}" == 1 ]]; then
-  stage "provision.yml (LAB_PROVISION=1), then site.yml on $server ($arch, Debian $suite) with inventories/lab"
+if [[ "${LAB_PROVISION:-1}" == 1 ]]; then
+  stage "provision.yml, then site.yml on $server ($arch, Debian $suite) with inventories/lab"
   provision_lab
 else
   stage "site.yml on $server ($arch, Debian $suite) with inventories/lab"
