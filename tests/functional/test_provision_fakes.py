@@ -113,8 +113,8 @@ def test_hcloud_primary_ips_kept_across_a_server_delete():
         assert ipv6_id not in fake.primary_ips, "auto_delete true goes with the server"
         assert fake.primary_ips[ipv4["id"]]["assignee_id"] is None, "auto_delete false stays, unassigned"
 
-        status, refused = call(fake, "POST", "/servers", dict(server, name="s2", location="nbg1",
-                                                               public_net={"ipv4": ipv4["id"]}))
+        elsewhere = dict(server, name="s2", location="nbg1", public_net={"ipv4": ipv4["id"]})
+        status, refused = call(fake, "POST", "/servers", elsewhere)
         assert status == 422 and fake.servers == {}, "a primary IP only in its own location"
         status, created = call(fake, "POST", "/servers", dict(server, name="s2", public_net={"ipv4": ipv4["id"]}))
         assert status == 201 and created["server"]["public_net"]["ipv4"] == ipv4

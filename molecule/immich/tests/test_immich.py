@@ -294,4 +294,3 @@ def test_ml_router_is_installed_and_decides_under_its_sandbox_on_arm64(host):
     assert (config["local_ml"], config["burst_threshold"], config["hold_seconds"]) == (True, 50, 600)
     assert host.file("/etc/selfhost-immich").mode == 0o700
     assert not host.file("/etc/selfhost-immich/ml-router-immich.key").exists  # made only once Immich answers
-
