@@ -210,12 +210,19 @@ def test_the_router_line_reports_mode_and_backlog(status, tmp_path):
 @pytest.mark.parametrize(("fields", "detail"), [
     ({"observed_at": None}, "last decision never"),
     ({"observed_at": 1}, "last decision"),
-    ({"immich_error": "immich: GET /api/queues -> HTTP 401"},
-     "Immich unreachable: immich: GET /api/queues -> HTTP 401"),
+    ({"immich_error": "immich: GET /api/queues -> HTTP 401"}, "its API key: immich: GET /api/queues -> HTTP 401"),
 ])
-def test_a_router_that_stopped_deciding_or_cannot_reach_immich_is_down(status, tmp_path, fields, detail):
+def test_a_router_that_stopped_deciding_or_whose_key_fails_is_down(status, tmp_path, fields, detail):
     code, lines, _ = status(ml_router_state=router_state(tmp_path, **fields))
     assert (code, state(lines["router"])) == (1, "DOWN") and detail in lines["router"], lines["router"]
+
+
+def test_immich_down_at_the_routers_last_decision_is_shown_not_counted(status, tmp_path):
+    """The stack line reports Immich; right after Immich comes back the router's state is up to a minute old."""
+    error = "immich: GET /api/queues: [Errno 111] Connection refused"
+    code, lines, _ = status(ml_router_state=router_state(tmp_path, immich_error=error))
+    assert (code, state(lines["router"])) == (0, "ok"), lines["router"]
+    assert f"Immich unreachable at its last decision: {error}" in lines["router"]
 
 
 def test_a_router_without_state_is_down(status, tmp_path):
